@@ -1,0 +1,179 @@
+"""The ``perfsentinel`` command: run, once, backtest, validate-config, demo.
+
+Exit codes: 0 success, 1 the command ran and failed, 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from analyzer.config import (
+    MODELS,
+    Config,
+    ConfigError,
+    TargetConfig,
+    build_target,
+    load_config,
+    with_prometheus_url,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="perfsentinel", description=__doc__.splitlines()[0])
+    top.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = top.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the service: scheduled refits and scores, /metrics")
+    _common(run)
+    run.add_argument("--listen", help="HOST:PORT for /metrics, /healthz, /readyz (default from config: 0.0.0.0:9977)")
+    run.add_argument("--shard-index", type=int, default=None, help="this replica's shard (default 0)")
+    run.add_argument("--shard-count", type=int, default=None, help="number of replicas (default 1)")
+
+    once = commands.add_parser("once", help="refit and score once, print, exit")
+    _common(once)
+    once.add_argument("--output", choices=["json", "table"], default="table")
+
+    back = commands.add_parser("backtest", help="replay timestamp,value CSV files causally")
+    back.add_argument("--input", required=True, type=Path, help="a CSV file or a folder of them (recursive)")
+    back.add_argument("--output", required=True, type=Path, help="a CSV file, or a folder for a folder input")
+    back.add_argument("--model", choices=MODELS, help="baseline model (overrides the config)")
+    back.add_argument("--config", help="take the first target's settings and the schedule from this config")
+    back.add_argument("--target", help="with --config: the target whose settings to use")
+    back.add_argument("--direction", choices=["lower_is_better", "higher_is_better", "both"])
+    back.add_argument("--refit-every", help="refit cadence, e.g. 1h (default: the config's schedule.refit_every)")
+    back.add_argument("--workers", type=int, default=0, help="fit processes (default: one per core)")
+
+    validate = commands.add_parser("validate-config", help="check a config file; exit 0 or 2")
+    validate.add_argument("config")
+
+    demo = commands.add_parser("demo", help="generate demo metrics, backfill a local Prometheus, analyze once")
+    demo.add_argument("--workdir", type=Path, default=Path(".work/demo"))
+    demo.add_argument("--keep-running", action="store_true", help="keep Prometheus and the exporter running")
+    return top
+
+
+def _common(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--config", required=True, help="YAML config file")
+    command.add_argument("--prometheus-url", help="override prometheus.url from the config")
+
+
+def load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    return with_prometheus_url(config, args.prometheus_url) if args.prometheus_url else config
+
+
+# ---------------------------------------------------------------- commands
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"{args.config}: ok ({len(config.targets)} target(s))")
+    return EXIT_OK
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    from analyzer.fitting import FitPool
+    from analyzer.output import print_results
+    from analyzer.pipeline import Analyzer
+    from analyzer.reader import PrometheusReader
+
+    config = load(args)
+    pool = FitPool(config.schedule.fit_workers)
+    try:
+        analyzer = Analyzer(config, PrometheusReader(config.prometheus), pool=pool)
+        analyzer.refit()
+        snapshot = analyzer.score()
+    finally:
+        pool.close()
+    print_results(snapshot, args.output, sys.stdout)
+    return EXIT_OK if all(t.success for t in snapshot.targets) else EXIT_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from analyzer.fitting import FitPool
+    from analyzer.pipeline import Analyzer
+    from analyzer.reader import PrometheusReader
+    from analyzer.service import Service
+    from analyzer.sharding import Shard
+    from exporter.selfmetrics import SelfMetrics
+    from exporter.server import Exposition, MetricsServer
+
+    config = load(args)
+    shard = Shard(args.shard_index or 0, args.shard_count or 1)
+    telemetry = SelfMetrics()
+    exposition = Exposition(telemetry)
+    host, _, port = (args.listen or config.listen).rpartition(":")
+    server = MetricsServer(exposition, host.strip("[]") or "0.0.0.0", int(port))
+    analyzer = Analyzer(config, PrometheusReader(config.prometheus, telemetry), telemetry,
+                        FitPool(config.schedule.fit_workers), shard)  # fmt: skip
+    server.start()
+    logging.getLogger(__name__).info("serving /metrics on %s:%d (shard %d of %d)", host, server.port,
+                                     shard.index, shard.count)  # fmt: skip
+    try:
+        Service(analyzer, telemetry, exposition.publish).run_until_signalled()
+    finally:
+        server.stop()
+    return EXIT_OK
+
+
+def backtest_target(args: argparse.Namespace) -> tuple[TargetConfig, str, float]:
+    """The target settings, timezone and refit cadence a backtest uses."""
+    from analyzer.durations import parse_duration
+
+    if args.config:
+        config = load_config(args.config)
+        target = config.target(args.target) if args.target else config.targets[0]
+        timezone, every = config.timezone, config.schedule.refit_every
+    else:
+        target = build_target({"name": "backtest", "query": "backtest"}, {}, "backtest")
+        timezone, every = "UTC", 3600.0
+    overrides = {"model": args.model, "direction": args.direction}
+    target = replace(target, **{k: v for k, v in overrides.items() if v})
+    if args.refit_every:
+        every = parse_duration(args.refit_every)
+    return target, timezone, every
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from analyzer.backtest import run_backtest
+    from analyzer.fitting import FitPool
+
+    if not args.input.exists():
+        raise ConfigError("--input", f"{args.input} does not exist")
+    target, timezone, every = backtest_target(args)
+    pool = FitPool(args.workers)
+    try:
+        count = run_backtest(args.input, args.output, target, timezone, every, pool)
+    finally:
+        pool.close()
+    print(f"backtest: {count} file(s) written to {args.output}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from analyzer.demo import run_demo
+
+    return run_demo(args.workdir, keep_running=args.keep_running)
+
+
+COMMANDS = {"run": cmd_run, "once": cmd_once, "backtest": cmd_backtest, "validate-config": cmd_validate,
+            "demo": cmd_demo}  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"perfsentinel: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

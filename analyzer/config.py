@@ -1,0 +1,364 @@
+"""The YAML configuration: loading, ${ENV} substitution, validation and defaults.
+
+Every error names the key path (``targets[1].direction``) and what is wrong with it, unknown keys included.
+Fields are declared once in tables (``PROMETHEUS_FIELDS``, ``TARGET_FIELDS`` ...) so adding a key is one line
+plus one dataclass attribute.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from analyzer.durations import parse_duration
+
+DEFAULT_LISTEN = "0.0.0.0:9977"
+DIRECTIONS = ("lower_is_better", "higher_is_better", "both")
+KIND_DIRECTIONS = {
+    "latency": "lower_is_better",
+    "error_rate": "lower_is_better",
+    "resource": "lower_is_better",
+    "throughput": "higher_is_better",
+    "accuracy": "higher_is_better",
+}
+SEASONALITIES = ("auto", "daily", "weekly", "none")
+MODELS = ("auto", "stl", "mstl", "profile", "prophet")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; ``str()`` is ``"<key path>: <problem>"``."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+        self.problem = problem
+
+
+# ---------------------------------------------------------------- value checkers
+Checker = Callable[[Any, str], Any]
+
+
+def as_str(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(path, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def as_optional_str(value: Any, path: str) -> str | None:
+    return None if value is None else as_str(value, path)
+
+
+def as_bool(value: Any, path: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(path, f"expected true or false, got {value!r}")
+    return value
+
+
+def as_duration(value: Any, path: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(path, str(exc)) from None
+    if seconds <= 0:
+        raise ConfigError(path, f"duration must be positive, got {value!r}")
+    return seconds
+
+
+def number(minimum: float | None = None, maximum: float | None = None, integer: bool = False) -> Checker:
+    def check(value: Any, path: str) -> float:
+        wanted = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise ConfigError(path, f"expected {'an integer' if integer else 'a number'}, got {value!r}")
+        if minimum is not None and value < minimum:
+            raise ConfigError(path, f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(path, f"must be <= {maximum}, got {value}")
+        return value
+
+    return check
+
+
+def choice(*allowed: str) -> Checker:
+    def check(value: Any, path: str) -> str:
+        if value not in allowed:
+            raise ConfigError(path, f"must be one of {', '.join(allowed)}; got {value!r}")
+        return value
+
+    return check
+
+
+def optional(checker: Checker) -> Checker:
+    def check(value: Any, path: str) -> Any:
+        return None if value is None else checker(value, path)
+
+    return check
+
+
+def as_str_map(value: Any, path: str) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(path, f"expected a mapping of strings, got {type(value).__name__}")
+    return {str(k): as_str(v, f"{path}.{k}") for k, v in value.items()}
+
+
+def as_timezone(value: Any, path: str) -> str:
+    try:
+        ZoneInfo(as_str(value, path))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(path, f"unknown IANA timezone {value!r} (e.g. UTC, Europe/Berlin)") from None
+    return value
+
+
+def as_listen(value: Any, path: str) -> str:
+    host, sep, port = as_str(value, path).rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(path, f"expected HOST:PORT, got {value!r}")
+    return value
+
+
+def as_url(value: Any, path: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", as_str(value, path)):
+        raise ConfigError(path, f"expected an http:// or https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Field:
+    checker: Checker
+    default: Any = None
+    required: bool = False
+
+
+def check_mapping(raw: Any, spec: Mapping[str, Field], path: str) -> dict[str, Any]:
+    """Validate ``raw`` against ``spec``: unknown keys, missing required keys, per-key checks."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(path, f"expected a mapping, got {type(raw).__name__}")
+    prefix = f"{path}." if path else ""
+    unknown = sorted(set(raw) - set(spec))
+    if unknown:
+        known = ", ".join(sorted(spec))
+        raise ConfigError(f"{prefix}{unknown[0]}", f"unknown key (known keys: {known})")
+    values: dict[str, Any] = {}
+    for key, rule in spec.items():
+        if key not in raw or raw[key] is None:
+            if rule.required:
+                raise ConfigError(f"{prefix}{key}", "required key is missing")
+            values[key] = rule.default
+        else:
+            values[key] = rule.checker(raw[key], f"{prefix}{key}")
+    return values
+
+
+# ---------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class BasicAuth:
+    username: str
+    password: str | None = None
+    password_file: str | None = None
+
+
+BASIC_AUTH_FIELDS = {
+    "username": Field(as_str, required=True),
+    "password": Field(as_optional_str),
+    "password_file": Field(as_optional_str),
+}
+
+
+@dataclass(frozen=True)
+class PrometheusConfig:
+    url: str
+    bearer_token: str | None = None
+    bearer_token_file: str | None = None
+    basic_auth: BasicAuth | None = None
+    ca_file: str | None = None
+    tls_verify: bool = True
+    timeout: float = 30.0
+    headers: dict[str, str] = field(default_factory=dict)
+    retries: int = 4
+    backoff: float = 0.5
+    max_backoff: float = 10.0
+    max_points_per_request: int = 11000
+
+
+PROMETHEUS_FIELDS = {
+    "url": Field(as_url, required=True),
+    "bearer_token": Field(as_optional_str),
+    "bearer_token_file": Field(as_optional_str),
+    "basic_auth": Field(lambda v, p: BasicAuth(**check_mapping(v, BASIC_AUTH_FIELDS, p))),
+    "ca_file": Field(as_optional_str),
+    "tls_verify": Field(as_bool, True),
+    "timeout": Field(as_duration, 30.0),
+    "headers": Field(as_str_map, {}),
+    "retries": Field(number(0, 20, integer=True), 4),
+    "backoff": Field(as_duration, 0.5),
+    "max_backoff": Field(as_duration, 10.0),
+    "max_points_per_request": Field(number(10, 11000, integer=True), 11000),
+}
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    score_every: float = 60.0
+    refit_every: float = 3600.0
+    fit_workers: int = 0  # 0: one per CPU core
+    fit_timeout: float = 120.0
+
+
+SCHEDULE_FIELDS = {
+    "score_every": Field(as_duration, 60.0),
+    "refit_every": Field(as_duration, 3600.0),
+    "fit_workers": Field(number(0, 256, integer=True), 0),
+    "fit_timeout": Field(as_duration, 120.0),
+}
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    name: str
+    query: str
+    direction: str = "both"
+    kind: str | None = None
+    step: float = 300.0
+    history: float = 28 * 86400.0
+    seasonality: str = "auto"
+    model: str = "auto"
+    min_history: float = 2 * 86400.0
+    max_gap_ratio: float = 0.5
+    band_sigmas: float = 4.0
+    min_abs_deviation: float = 0.0
+    min_rel_deviation: float = 0.0
+    score_lookback: float = 900.0
+
+
+TARGET_FIELDS = {
+    "name": Field(as_str, required=True),
+    "query": Field(as_str, required=True),
+    "direction": Field(optional(choice(*DIRECTIONS))),
+    "kind": Field(optional(choice(*KIND_DIRECTIONS))),
+    "step": Field(as_duration, 300.0),
+    "history": Field(as_duration, 28 * 86400.0),
+    "seasonality": Field(choice(*SEASONALITIES), "auto"),
+    "model": Field(choice(*MODELS), "auto"),
+    "min_history": Field(as_duration, 2 * 86400.0),
+    "max_gap_ratio": Field(number(0, 1), 0.5),
+    "band_sigmas": Field(number(0.5, 20), 4.0),
+    "min_abs_deviation": Field(number(0), 0.0),
+    "min_rel_deviation": Field(number(0), 0.0),
+    "score_lookback": Field(as_duration, 900.0),
+}
+TARGET_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:.-]*$")
+
+
+@dataclass(frozen=True)
+class Config:
+    prometheus: PrometheusConfig
+    targets: tuple[TargetConfig, ...]
+    schedule: ScheduleConfig = ScheduleConfig()
+    timezone: str = "UTC"
+    listen: str = DEFAULT_LISTEN
+    state_dir: str | None = None
+
+    def target(self, name: str) -> TargetConfig:
+        return next(t for t in self.targets if t.name == name)
+
+
+TOP_FIELDS = {
+    "prometheus": Field(lambda v, p: v, required=True),
+    "targets": Field(lambda v, p: v, required=True),
+    "defaults": Field(lambda v, p: v, {}),
+    "schedule": Field(lambda v, p: v, {}),
+    "timezone": Field(as_timezone, "UTC"),
+    "listen": Field(as_listen, DEFAULT_LISTEN),
+    "state_dir": Field(as_optional_str),
+}
+
+
+# ---------------------------------------------------------------- building
+def substitute_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` inside string values (never inside keys)."""
+    if isinstance(node, str):
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(path, f"environment variable {name} is not set (use ${{{name}:-default}})")
+
+        return _ENV_REF.sub(replace, node)
+    if isinstance(node, Mapping):
+        return {k: substitute_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute_env(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def build_target(raw: Any, defaults: Mapping[str, Any], path: str) -> TargetConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(path, f"expected a mapping, got {type(raw).__name__}")
+    values = check_mapping({**defaults, **raw}, TARGET_FIELDS, path)
+    if not TARGET_NAME.match(values["name"]):
+        raise ConfigError(f"{path}.name", "must match [a-zA-Z_][a-zA-Z0-9_:.-]*")
+    if values["direction"] is None:
+        values["direction"] = KIND_DIRECTIONS.get(values["kind"], "both")
+    if values["min_history"] > values["history"]:
+        raise ConfigError(f"{path}.min_history", "must not be longer than history")
+    if values["history"] / values["step"] < 10:
+        raise ConfigError(f"{path}.history", "must cover at least 10 steps")
+    return TargetConfig(**values)
+
+
+def build_targets(raw: Any, defaults: Any) -> tuple[TargetConfig, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("targets", "expected a non-empty list of targets")
+    optional_fields = {k: v for k, v in TARGET_FIELDS.items() if not v.required}
+    check_mapping(defaults, optional_fields, "defaults")  # reports bad defaults under their own path
+    default_values = dict(defaults or {})
+    targets = tuple(build_target(item, default_values, f"targets[{i}]") for i, item in enumerate(raw))
+    seen: set[str] = set()
+    for i, target in enumerate(targets):
+        if target.name in seen:
+            raise ConfigError(f"targets[{i}].name", f"duplicate target name {target.name!r}")
+        seen.add(target.name)
+    return targets
+
+
+def build_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
+    raw = substitute_env(raw, os.environ if env is None else env)
+    top = check_mapping(raw, TOP_FIELDS, "")
+    prometheus = check_mapping(top["prometheus"], PROMETHEUS_FIELDS, "prometheus")
+    return Config(
+        prometheus=PrometheusConfig(**prometheus),
+        targets=build_targets(top["targets"], top["defaults"]),
+        schedule=ScheduleConfig(**check_mapping(top["schedule"], SCHEDULE_FIELDS, "schedule")),
+        timezone=top["timezone"],
+        listen=top["listen"],
+        state_dir=top["state_dir"],
+    )
+
+
+def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a YAML config file; raises ConfigError (never a bare YAML or KeyError)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
+    return build_config(raw, env)
+
+
+def with_prometheus_url(config: Config, url: str) -> Config:
+    """The config with ``prometheus.url`` replaced (the ``--prometheus-url`` flag)."""
+    prometheus = replace(config.prometheus, url=as_url(url, "--prometheus-url"))
+    return replace(config, prometheus=prometheus)

@@ -1,0 +1,124 @@
+"""``perfsentinel demo``: five weeks of generated 5-minute metrics with daily and weekly seasonality and a
+latency regression in one service, backfilled into a local Prometheus, analyzed once, printed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from analyzer.localprom import BackfillSeries, LocalPrometheus
+from analyzer.synthetic import generate, inject_spike, inject_step
+
+STEP = 300.0
+DAYS = 35
+REGRESSION_HOURS = 6
+REGRESSION_SIZE = 0.4
+SERVICES = {"checkout": 0.25, "search": 0.12, "cart": 0.08}  # p95 latency level in seconds
+
+DEMO_CONFIG = """\
+prometheus:
+  url: {url}
+timezone: UTC
+schedule:
+  score_every: 1m
+  refit_every: 1h
+targets:
+  - name: api_latency_p95
+    query: demo_latency_p95_seconds
+    kind: latency
+    min_rel_deviation: 0.05
+  - name: api_throughput
+    query: demo_requests_per_second
+    kind: throughput
+  - name: api_error_ratio
+    query: demo_error_ratio
+    kind: error_rate
+    min_abs_deviation: 0.002
+"""
+
+
+def demo_series(end: float) -> list[BackfillSeries]:
+    """Latency, throughput and error ratio per service; checkout latency regresses for the last 6 hours."""
+    series = []
+    for number, (service, latency) in enumerate(SERVICES.items()):
+        labels = {"service": service}
+        lat = generate(days=DAYS, step=STEP, level=latency, noise=0.04, seed=number, end=end)
+        inject_spike(lat, lat.timestamps[len(lat.timestamps) // 2], 1.5)  # an old one-off spike in history
+        if service == "checkout":
+            inject_step(lat, end - REGRESSION_HOURS * 3600, REGRESSION_SIZE)
+        rps = generate(days=DAYS, step=STEP, level=200.0 / (number + 1), noise=0.03, seed=10 + number, end=end)
+        err = generate(days=DAYS, step=STEP, level=0.01, daily_amplitude=0.1, noise=0.1, seed=20 + number, end=end)
+        series += [
+            BackfillSeries("demo_latency_p95_seconds", labels, lat.timestamps, lat.values),
+            BackfillSeries("demo_requests_per_second", labels, rps.timestamps, rps.values),
+            BackfillSeries("demo_error_ratio", labels, err.timestamps, np.clip(err.values, 0, 1)),
+        ]
+    return series
+
+
+def ensure_prometheus() -> None:
+    if shutil.which("prometheus") and shutil.which("promtool"):
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("prometheus is not installed: apt-get install -y prometheus (as root)")
+    print("installing prometheus with apt-get ...", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"], check=True)
+
+
+def run_demo(workdir: Path, keep_running: bool = False) -> int:
+    from analyzer.config import load_config
+    from analyzer.fitting import FitPool
+    from analyzer.output import print_results
+    from analyzer.pipeline import Analyzer
+    from analyzer.reader import PrometheusReader
+
+    ensure_prometheus()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    end = np.floor(time.time() / STEP) * STEP
+    prometheus = LocalPrometheus(workdir / "prometheus")
+    started = time.monotonic()
+    prometheus.backfill(demo_series(end))
+    print(
+        f"backfilled {DAYS} days x {len(SERVICES) * 3} series in {time.monotonic() - started:.1f}s",
+        flush=True,
+    )
+    with prometheus:
+        config_path = workdir / "perfsentinel.yml"
+        config_path.write_text(DEMO_CONFIG.format(url=prometheus.url))
+        config = load_config(str(config_path))
+        pool = FitPool(config.schedule.fit_workers)
+        analyzer = Analyzer(config, PrometheusReader(config.prometheus), pool=pool)
+        started = time.monotonic()
+        analyzer.refit()
+        snapshot = analyzer.score()
+        pool.close()
+        print(f"Prometheus {prometheus.url}: analyzed {len(snapshot.results)} series in "
+              f"{time.monotonic() - started:.1f}s\n")  # fmt: skip
+        print_results(snapshot, "table", sys.stdout)
+        flagged = [r for r in snapshot.results if (r.anomaly_score or 0) > 1]
+        print(f"\n{len(flagged)} series outside their band (anomaly_score > 1): "
+              + ", ".join(f"{r.target}{{service={r.labels.get('service')}}}" for r in flagged))  # fmt: skip
+        print(f"injected: checkout p95 latency +{REGRESSION_SIZE:.0%} for the last {REGRESSION_HOURS} hours")
+        print(f"config written to {config_path}")
+        if keep_running:
+            return serve(config_path)
+        print(
+            f"to serve /metrics: perfsentinel run --config {config_path} (needs this Prometheus: "
+            "perfsentinel demo --keep-running keeps both up; scrape http://127.0.0.1:9977/metrics)"
+        )
+    return 0
+
+
+def serve(config_path: Path) -> int:
+    from analyzer.cli import main
+
+    print("serving on http://127.0.0.1:9977/metrics (Ctrl-C stops)", flush=True)
+    return main(["run", "--config", str(config_path), "--listen", "127.0.0.1:9977"])

@@ -1,0 +1,133 @@
+"""Runs baseline fits, in a process pool sized to the cores, with a time limit and a fallback model.
+
+A fit that raises, or that does not finish in time, yields a FitOutcome with the error instead of
+stopping the batch. When the configured model fails, the seasonal profile (fast, robust, no optimiser)
+takes its place and the fallback is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, TimeoutError, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+import numpy as np
+
+from analyzer.models import FitContext, FitError, FittedBaseline, get_model, resolve_model_name
+from analyzer.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+FALLBACK_MODEL = "profile"
+
+
+@dataclass
+class FitRequest:
+    key: str
+    model: str
+    timestamps: np.ndarray
+    values: np.ndarray
+    context: FitContext
+
+
+@dataclass
+class FitOutcome:
+    key: str
+    model: str
+    baseline: FittedBaseline | None
+    seconds: float
+    error: str = ""
+    note: str = ""
+
+
+def fit_one(request: FitRequest) -> FitOutcome:
+    """Fit with the requested model, falling back to the profile; never raises for bad data."""
+    model = resolve_model_name(request.model)
+    started = time.perf_counter()
+    try:
+        baseline = get_model(model).fit(request.timestamps, request.values, request.context)
+        return FitOutcome(request.key, model, baseline, time.perf_counter() - started)
+    except (FitError, ValueError, np.linalg.LinAlgError) as exc:
+        error = f"{model} fit failed: {exc}"
+    if model == FALLBACK_MODEL:
+        return FitOutcome(request.key, model, None, time.perf_counter() - started, error)
+    try:
+        baseline = get_model(FALLBACK_MODEL).fit(request.timestamps, request.values, request.context)
+    except (FitError, ValueError) as exc:
+        return FitOutcome(request.key, model, None, time.perf_counter() - started, f"{error}; fallback: {exc}")
+    return FitOutcome(request.key, model, baseline, time.perf_counter() - started, "",
+                      f"{error}; fell back to {FALLBACK_MODEL}")  # fmt: skip
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class FitPool:
+    """``workers=1`` fits in the calling thread (tests, one-shot runs on few series); more use processes."""
+
+    def __init__(self, workers: int = 0) -> None:
+        self.workers = workers or default_workers()
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            context = multiprocessing.get_context("forkserver")  # fork is unsafe beside scheduler threads
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        return self._executor
+
+    def fit_all(self, requests: list[FitRequest], timeout: float, telemetry: Telemetry) -> Iterator[FitOutcome]:
+        outcomes = self._run_inline(requests) if self.workers == 1 else self._run_pooled(requests, timeout)
+        for outcome in outcomes:
+            self._report(outcome, telemetry)
+            yield outcome
+
+    @staticmethod
+    def _report(outcome: FitOutcome, telemetry: Telemetry) -> None:
+        if outcome.baseline is None:
+            kind = "timeout" if outcome.error.startswith("timeout") else "failure"
+            telemetry.fit_finished(outcome.model, kind, outcome.seconds)
+            return
+        telemetry.fit_finished(outcome.model, "success" if not outcome.note else "failure", outcome.seconds)
+        if outcome.note:
+            telemetry.fallback(outcome.model, outcome.baseline.model)
+            telemetry.fit_finished(outcome.baseline.model, "success", 0.0)
+
+    @staticmethod
+    def _run_inline(requests: Iterable[FitRequest]) -> Iterator[FitOutcome]:
+        return (fit_one(request) for request in requests)
+
+    def _run_pooled(self, requests: list[FitRequest], timeout: float) -> Iterator[FitOutcome]:
+        if not requests:
+            return
+        futures: dict[Future, FitRequest] = {self._pool().submit(fit_one, req): req for req in requests}
+        # each worker runs its share one after another, so the batch gets the per-fit limit per round
+        rounds = -(-len(requests) // self.workers)
+        try:
+            for future in as_completed(futures, timeout=timeout * rounds):
+                yield self._collect(future, futures[future])
+        except TimeoutError:
+            for future, request in futures.items():
+                if not future.done():
+                    future.cancel()
+                    yield FitOutcome(request.key, request.model, None, timeout, f"timeout after {timeout:g}s")
+            self.close()  # a stuck worker would keep its slot forever: start a fresh pool next time
+
+    def _collect(self, future: Future, request: FitRequest) -> FitOutcome:
+        try:
+            return future.result()
+        except BrokenProcessPool as exc:
+            self._executor = None
+            return FitOutcome(request.key, request.model, None, 0.0, f"worker died: {exc}")
+        except Exception as exc:  # an unexpected bug in one fit must not lose the batch
+            log.exception("fit of %s crashed", request.key)
+            return FitOutcome(request.key, request.model, None, 0.0, f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

@@ -1,0 +1,97 @@
+"""The baseline interface every model implements: fit on history, then predict a band for any timestamps."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from analyzer.calendar import local_seconds
+
+DAY = 86400.0
+WEEK = 7 * DAY
+WEEKLY_MIN_HISTORY = 3 * WEEK
+
+
+class FitError(RuntimeError):
+    """A model could not be fitted on this history."""
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a model needs besides the data."""
+
+    step: float
+    timezone: str = "UTC"
+    seasonality: str = "auto"  # auto | daily | weekly | none
+    band_sigmas: float = 4.0
+
+
+@dataclass(frozen=True)
+class Band:
+    expected: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+@dataclass(frozen=True)
+class Seasonality:
+    name: str  # weekly | daily | none
+    note: str  # why, when it is not what was asked for
+
+    @property
+    def period(self) -> float:
+        return {"weekly": WEEK, "daily": DAY}.get(self.name, 0.0)
+
+
+def choose_seasonality(requested: str, span: float) -> Seasonality:
+    """Weekly needs >= 3 weeks of history (3 cycles to tell a weekly pattern from noise), daily >= 2 days."""
+    if requested == "none":
+        return Seasonality("none", "")
+    if requested in ("auto", "weekly") and span >= WEEKLY_MIN_HISTORY:
+        return Seasonality("weekly", "")
+    note = ""
+    if requested in ("auto", "weekly"):
+        note = f"weekly needs 21d of history, have {span / DAY:.1f}d: daily only"
+    if span >= 2 * DAY:
+        return Seasonality("daily", note)
+    return Seasonality("none", f"daily needs 2d of history, have {span / DAY:.1f}d: level only")
+
+
+def robust_scale(residuals: np.ndarray) -> float:
+    """1.4826 x MAD, falling back to the standard deviation when more than half the residuals are equal."""
+    finite = residuals[np.isfinite(residuals)]
+    if finite.size == 0:
+        return 0.0
+    mad = float(np.median(np.abs(finite - np.median(finite)))) * 1.4826
+    return mad if mad > 0 else float(np.std(finite))
+
+
+class FittedBaseline(ABC):
+    """A baseline fitted on history. Subclasses hold only small arrays so they pickle cheaply."""
+
+    model: str
+    seasonality: Seasonality
+    timezone: str
+    band_sigmas: float
+    trained_from: float
+    trained_to: float
+
+    @abstractmethod
+    def expected_and_scale(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Expected value and robust noise scale at local-time seconds."""
+
+    def predict(self, timestamps: np.ndarray) -> Band:
+        local = local_seconds(np.asarray(timestamps, dtype=np.float64), self.timezone)
+        expected, scale = self.expected_and_scale(local)
+        half = self.band_sigmas * scale
+        return Band(expected, expected - half, expected + half)
+
+
+class BaselineModel(ABC):
+    name: str
+
+    @abstractmethod
+    def fit(self, timestamps: np.ndarray, values: np.ndarray, context: FitContext) -> FittedBaseline:
+        """Fit on a regular grid of history (values NaN where missing). Raises FitError."""

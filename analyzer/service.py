@@ -1,0 +1,87 @@
+"""The long-running service: an APScheduler with a refit job and a score job.
+
+Each job has ``max_instances=1`` and ``coalesce=True``, so runs never overlap and a run that would start while
+the previous one is still going is skipped and counted (``perfsentinel_runs_total{outcome="skipped"}``).
+The refit runs first at start, then every ``refit_every``; scoring every ``score_every``. SIGTERM/SIGINT stop
+the scheduler, cancel queued fits and return.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from analyzer.pipeline import Analyzer
+from analyzer.results import Snapshot
+from analyzer.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, analyzer: Analyzer, telemetry: Telemetry, publish: Callable[[Snapshot], None]) -> None:
+        self.analyzer = analyzer
+        self.telemetry = telemetry
+        self.publish = publish
+        self.stopped = threading.Event()
+        self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True})
+        self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
+
+    # ------------------------------------------------------------ jobs
+    def _timed(self, job: str, action: Callable[[], None]) -> None:
+        started = time.monotonic()
+        try:
+            action()
+        except Exception:  # a failed run is reported and the next one tries again
+            log.exception("%s run failed", job)
+            self.telemetry.run_finished(job, "failure", time.monotonic() - started)
+        else:
+            self.telemetry.run_finished(job, "success", time.monotonic() - started)
+
+    def refit_job(self) -> None:
+        self._timed("refit", self._refit_and_score)
+
+    def _refit_and_score(self) -> None:
+        self.analyzer.refit()
+        self.score_job()  # publish fresh scores from the new baselines at once
+
+    def score_job(self) -> None:
+        self._timed("score", lambda: self.publish(self.analyzer.score()))
+
+    def _on_skipped(self, event: JobEvent) -> None:
+        log.warning("%s run skipped: the previous one is still running", event.job_id)
+        self.telemetry.run_finished(event.job_id, "skipped", 0.0)
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        schedule = self.analyzer.config.schedule
+        self.scheduler.add_job(
+            self.refit_job, IntervalTrigger(seconds=schedule.refit_every), id="refit", next_run_time=_now()
+        )
+        self.scheduler.add_job(self.score_job, IntervalTrigger(seconds=schedule.score_every), id="score")
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        self.analyzer.pool.close()
+        self.stopped.set()
+
+    def run_until_signalled(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stopped.set())
+        self.start()
+        self.stopped.wait()
+        self.stop()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""Perf Sentinel exporter: analysis results and self-monitoring as Prometheus metrics."""

@@ -1,0 +1,84 @@
+"""HTTP endpoints: /metrics (the last published analysis, rendered once per analysis, never at scrape
+time, plus the self-monitoring metrics), /healthz (the process serves) and /readyz (an analysis has been
+published)."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from analyzer.results import Snapshot
+from exporter.families import snapshot_families
+from exporter.selfmetrics import SelfMetrics
+from exporter.text import render
+
+
+def render_snapshot(snapshot: Snapshot) -> bytes:
+    return render(snapshot_families(snapshot))
+
+
+class Exposition:
+    """Holds the rendered text of the last analysis; ``publish`` swaps it atomically."""
+
+    def __init__(self, self_metrics: SelfMetrics) -> None:
+        self.self_metrics = self_metrics
+        self._analysis = b""
+        self._ready = threading.Event()
+
+    def publish(self, snapshot: Snapshot) -> None:
+        self._analysis = render_snapshot(snapshot)
+        self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def body(self) -> bytes:
+        return self._analysis + generate_latest(self.self_metrics.registry)
+
+
+def make_handler(exposition: Exposition) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, exposition.body(), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                self._send(200, b"ok\n")
+            elif path == "/readyz":
+                ready = exposition.ready
+                self._send(200 if ready else 503, b"ready\n" if ready else b"no analysis published yet\n")
+            else:
+                self._send(404, b"not found: try /metrics, /healthz or /readyz\n")
+
+        def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass  # scrapes every 15 s would flood the log
+
+    return Handler
+
+
+class MetricsServer:
+    def __init__(self, exposition: Exposition, host: str, port: int) -> None:
+        self.httpd = ThreadingHTTPServer((host, port), make_handler(exposition))
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="metrics-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

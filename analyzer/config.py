@@ -220,6 +220,50 @@ SCHEDULE_FIELDS = {
 }
 
 
+GATE_TIERS = ("minor", "significant", "critical")
+BUDGET_STATISTICS = ("mean", "median", "p90", "p95", "p99", "min", "max", "last")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An absolute limit for ``perfsentinel check``: ``statistic`` of the candidate window within [min, max]."""
+
+    statistic: str = "mean"
+    max: float | None = None
+    min: float | None = None
+
+
+BUDGET_FIELDS = {
+    "statistic": Field(choice(*BUDGET_STATISTICS), "mean"),
+    "max": Field(optional(number()), None),
+    "min": Field(optional(number()), None),
+}
+
+
+@dataclass(frozen=True)
+class CheckSettings:
+    """Per-target settings of ``perfsentinel check`` (None: take the command line's)."""
+
+    fail_on: str | None = None
+    budget: Budget | None = None
+    enabled: bool = True
+
+
+def as_check_settings(value: Any, path: str) -> CheckSettings:
+    values = check_mapping(value, CHECK_FIELDS, path)
+    budget = values["budget"]
+    if budget is not None and budget.max is None and budget.min is None:
+        raise ConfigError(f"{path}.budget", "give max, min or both")
+    return CheckSettings(**values)
+
+
+CHECK_FIELDS = {
+    "fail_on": Field(optional(choice(*GATE_TIERS)), None),
+    "budget": Field(lambda v, p: Budget(**check_mapping(v, BUDGET_FIELDS, p)), None),
+    "enabled": Field(as_bool, True),
+}
+
+
 @dataclass(frozen=True)
 class TargetConfig:
     name: str
@@ -236,6 +280,7 @@ class TargetConfig:
     min_abs_deviation: float = 0.0
     min_rel_deviation: float = 0.0
     score_lookback: float = 900.0
+    check: CheckSettings = CheckSettings()
 
 
 TARGET_FIELDS = {
@@ -253,6 +298,7 @@ TARGET_FIELDS = {
     "min_abs_deviation": Field(number(0), 0.0),
     "min_rel_deviation": Field(number(0), 0.0),
     "score_lookback": Field(as_duration, 900.0),
+    "check": Field(as_check_settings, CheckSettings()),
 }
 TARGET_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:.-]*$")
 

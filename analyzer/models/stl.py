@@ -8,6 +8,7 @@ level at the end of the history plus the typical recent cycle of each seasonal c
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,9 @@ from analyzer.models.base import (
 )
 
 LEVEL_SECONDS = 3 * 86400.0  # the level is the median of the deseasonalised last 3 days
-PATTERN_CYCLES = 3
+PATTERN_CYCLES = 4
+SCALE_BIN_SECONDS = 3600.0
+MIN_SCALE_SHARE = 0.5
 SMOOTH_SECONDS = 1800.0  # seasonal components are averaged over +-15 minutes of phase
 
 
@@ -41,16 +44,21 @@ class FittedSTL(FittedBaseline):
     trained_to: float
     step: float
     level: float
-    scale: float
+    scales: np.ndarray  # robust residual scale per hour of the day (noise often grows with the load)
     patterns: tuple[tuple[float, np.ndarray], ...]  # (period seconds, last cycle of that component by phase)
     model: str = "stl"
 
     def expected_and_scale(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        expected = np.full(local.shape, self.level)
-        for period, pattern in self.patterns:
-            index = (phase(local, period) // self.step).astype(np.int64) % len(pattern)
-            expected = expected + pattern[index]
-        return expected, np.full(local.shape, self.scale)
+        expected = self.level + seasonal_at(self.patterns, local, self.step)
+        hours = (phase(local, DAY) // SCALE_BIN_SECONDS).astype(np.int64) % len(self.scales)
+        return expected, self.scales[hours]
+
+
+def seasonal_at(patterns: tuple[tuple[float, np.ndarray], ...], local: np.ndarray, step: float) -> np.ndarray:
+    total = np.zeros(local.shape)
+    for period, pattern in patterns:
+        total += pattern[(phase(local, period) // step).astype(np.int64) % len(pattern)]
+    return total
 
 
 def wall_clock_grid(timestamps: np.ndarray, values: np.ndarray, step: float, timezone: str) -> tuple:
@@ -76,14 +84,12 @@ def stl_options(period: int) -> dict[str, int]:
     }
 
 
-def end_level(deseasonalised: np.ndarray, observed: np.ndarray, step: float) -> float:
-    """The level the forecast starts from: a median over the last days, not STL's trend end point.
-
-    The trend's end follows a fresh step within hours, so a regression would become the baseline at the next
-    refit; a median over 3 days moves only once a change has lasted about half of that.
-    """
-    window = int(LEVEL_SECONDS // step)
-    return float(np.median(deseasonalised[-window:][observed[-window:]]))
+def hourly_scales(local: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+    """Robust scale per hour of the day, never below half the overall scale (an hour has few samples)."""
+    overall = robust_scale(residuals)
+    hours = (phase(local, DAY) // SCALE_BIN_SECONDS).astype(np.int64) % 24
+    scales = np.array([robust_scale(residuals[hours == h]) if np.any(hours == h) else overall for h in range(24)])
+    return np.maximum(scales, MIN_SCALE_SHARE * overall)
 
 
 def smooth_phase(component: np.ndarray, step: float) -> np.ndarray:
@@ -94,15 +100,28 @@ def smooth_phase(component: np.ndarray, step: float) -> np.ndarray:
     return uniform_filter1d(component, width, mode="nearest") if width > 1 else component
 
 
-def typical_cycle(component: np.ndarray, start: float, step: float, period: float) -> np.ndarray:
-    """The median of the last (up to) ``PATTERN_CYCLES`` cycles of a seasonal component, re-indexed so
-    position i is phase i * step. The median keeps a change in the last cycle (a fresh regression that STL
-    put partly into the seasonal component) out of the forecast."""
+def forecast_patterns(
+    detrended: np.ndarray, observed: np.ndarray, start: float, step: float, periods: tuple[float, ...]
+) -> tuple[tuple[float, np.ndarray], ...]:
+    """The seasonal shape to forecast with: per phase, the median of the detrended series over the last (up
+    to) ``PATTERN_CYCLES`` cycles of the longest period, smoothed along the phase.
+
+    STL's own seasonal component is a LOESS across cycles (linear by default), so a regression in the last
+    cycle tilts it for every cycle; the median over cycles keeps a fresh change out of the forecast, and the
+    longest period carries the shorter ones (a week holds seven days).
+    """
+    if not periods:
+        return ()
+    period = max(periods)
     samples = int(round(period / step))
-    cycles = max(1, min(PATTERN_CYCLES, len(component) // samples))
-    pattern = np.median(component[-cycles * samples :].reshape(cycles, samples), axis=0)
-    first_phase = phase(np.array([start + (len(component) - samples) * step]), period)[0]
-    return np.roll(pattern, int(round(first_phase / step)))
+    cycles = max(1, min(PATTERN_CYCLES, len(detrended) // samples))
+    tail = np.where(observed, detrended, np.nan)[-cycles * samples :].reshape(cycles, samples)
+    with warnings.catch_warnings():  # a phase missing in every cycle is filled below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        pattern = np.nanmedian(tail, axis=0)
+    pattern = smooth_phase(np.where(np.isfinite(pattern), pattern, np.nanmedian(pattern)), step)
+    first_phase = phase(np.array([start + (len(detrended) - samples) * step]), period)[0]
+    return ((period, np.roll(pattern, int(round(first_phase / step)))),)
 
 
 class STLModel(BaselineModel):
@@ -124,7 +143,10 @@ class STLModel(BaselineModel):
         periods = self._periods(season)
         trend, seasonals = self._decompose(filled, periods, step)
         seasonals = [smooth_phase(component, step) for component in seasonals]
-        residuals = (filled - trend - sum(seasonals, np.zeros_like(filled)))[mask]
+        residuals = filled - trend - sum(seasonals, np.zeros_like(filled))
+        grid_local = start + step * np.arange(len(filled))
+        patterns = forecast_patterns(filled - trend, mask, start, step, periods)
+        deseasonalised = filled - seasonal_at(patterns, grid_local, step)
         return FittedSTL(
             seasonality=season,
             timezone=context.timezone,
@@ -132,12 +154,9 @@ class STLModel(BaselineModel):
             trained_from=float(timestamps[observed][0]),
             trained_to=float(timestamps[observed][-1]),
             step=step,
-            level=end_level(filled - sum(seasonals, np.zeros_like(filled)), mask, step),
-            scale=robust_scale(residuals),
-            patterns=tuple(
-                (period, typical_cycle(component, start, step, period))
-                for period, component in zip(periods, seasonals, strict=True)
-            ),
+            level=float(np.median(deseasonalised[-int(LEVEL_SECONDS // step) :][mask[-int(LEVEL_SECONDS // step) :]])),
+            scales=hourly_scales(grid_local[mask], residuals[mask]),
+            patterns=patterns,
             model=self.name,
         )
 

@@ -1,0 +1,138 @@
+"""Baselines on generated data with known ground truth: accuracy, band calibration, misses and false alarms."""
+
+import numpy as np
+import pytest
+
+from analyzer.calendar import local_seconds
+from analyzer.models import FitContext, choose_seasonality, get_model
+from analyzer.scoring import anomaly_scores, gated_band
+from analyzer.synthetic import DAY, generate, inject_spike, inject_step
+
+MODELS = ["stl", "mstl", "profile"]
+MIDWEEK = 1_767_571_200.0 + 2.5 * DAY  # Wednesday noon, away from the synthetic weekend edges
+
+
+def fit_and_predict(series, model: str, horizon_days: float = 1.0, **context):
+    split = series.timestamps[-1] - horizon_days * DAY
+    train = series.timestamps <= split
+    baseline = get_model(model).fit(
+        series.timestamps[train], series.values[train], FitContext(step=300, **context)
+    )
+    future = ~train
+    return baseline, baseline.predict(series.timestamps[future]), future
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_expected_value_tracks_the_seasonal_signal(model):
+    series = generate(days=28, seed=3, noise=0.05)
+    _, band, future = fit_and_predict(series, model)
+    error = np.abs(band.expected - series.clean[future]) / series.clean[future]
+    assert np.mean(error) < 0.02  # noise is 5%; the baseline must see through it
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_no_false_alarms_on_clean_seasonal_data(model):
+    flagged = 0
+    for seed in range(5):
+        series = generate(days=28, seed=seed)
+        _, band, future = fit_and_predict(series, model)
+        flagged += np.sum(anomaly_scores(series.values[future], band, "both") > 1)
+    assert flagged <= 4  # of 5 x 288 points: <= 0.3% at the default 4-sigma band
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("direction", ["lower_is_better", "both"])
+def test_step_up_after_the_fit_is_flagged(model, direction):
+    series = generate(days=28, seed=7)
+    inject_step(series, series.timestamps[-1] - DAY + 1, 0.5)  # 10 noise sigmas
+    _, band, future = fit_and_predict(series, model)
+    scores = anomaly_scores(series.values[future], band, direction)
+    assert np.mean(scores > 1) > 0.95
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_improvement_is_not_flagged_for_one_sided_direction(model):
+    series = generate(days=28, seed=8)
+    inject_step(series, series.timestamps[-1] - DAY + 1, -0.5)
+    _, band, future = fit_and_predict(series, model)
+    assert np.all(anomaly_scores(series.values[future], band, "lower_is_better") == 0)
+    assert np.mean(anomaly_scores(series.values[future], band, "higher_is_better") > 1) > 0.95
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_spikes_in_history_do_not_distort_the_baseline(model):
+    clean = generate(days=28, seed=4)
+    spiky = generate(days=28, seed=4)
+    rng = np.random.default_rng(1)
+    for at in rng.choice(spiky.timestamps[:-400], 30, replace=False):
+        inject_spike(spiky, at, 3.0)
+    _, band_clean, future = fit_and_predict(clean, model)
+    _, band_spiky, _ = fit_and_predict(spiky, model)
+    shift = np.abs(band_spiky.expected - band_clean.expected) / band_clean.expected
+    assert np.median(shift) < 0.01
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_fresh_regression_in_the_history_does_not_become_the_baseline(model):
+    """Refitting 6 hours into a +50% regression must still expect the old level."""
+    series = generate(days=28, seed=5, end=MIDWEEK)
+    end = series.timestamps[-1]
+    inject_step(series, end - 6 * 3600, 0.5)
+    baseline = get_model(model).fit(series.timestamps, series.values, FitContext(step=300))
+    band = baseline.predict(series.timestamps[-12:])
+    assert np.mean(np.abs(band.expected - series.clean[-12:]) / series.clean[-12:]) < 0.05
+    assert np.all(anomaly_scores(series.values[-12:], band, "lower_is_better") > 1)
+
+
+def test_gaps_are_tolerated():
+    series = generate(days=21, seed=2)
+    series.values[1000:1500] = np.nan
+    series.values[::7] = np.nan
+    for model in MODELS:
+        _, band, future = fit_and_predict(series, model)
+        assert np.all(np.isfinite(band.expected))
+
+
+def test_seasonality_choice_and_reason():
+    assert choose_seasonality("auto", 28 * DAY).name == "weekly"
+    short = choose_seasonality("auto", 9 * DAY)
+    assert short.name == "daily" and "weekly needs 21d" in short.note
+    assert choose_seasonality("weekly", 5 * DAY).name == "daily"
+    assert choose_seasonality("daily", 28 * DAY).name == "daily"
+    assert choose_seasonality("auto", DAY).name == "none"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_weekly_pattern_is_learned_with_enough_history(model):
+    series = generate(days=28, seed=6, weekend_dip=0.4, daily_amplitude=0.0, noise=0.02)
+    baseline, band, future = fit_and_predict(series, model, horizon_days=2)
+    assert baseline.seasonality.name == "weekly"
+    error = np.abs(band.expected - series.clean[future]) / series.clean[future]
+    assert np.mean(error) < 0.03  # the weekend dip (40%) is predicted
+
+
+def test_daily_pattern_follows_local_time_across_dst():
+    """A pattern tied to 09:00 Berlin time shifts by an hour in UTC at the DST change; the profile follows."""
+    end = 1_711_929_600.0 + 3 * DAY  # a few days after the 2024-03-31 switch to CEST
+    timestamps = end - 300 * np.arange(14 * 288, 0, -1, dtype=np.float64)
+    local = local_seconds(timestamps, "Europe/Berlin")
+    busy = ((local % DAY) >= 9 * 3600) & ((local % DAY) < 17 * 3600)
+    rng = np.random.default_rng(0)
+    values = np.where(busy, 2.0, 1.0) * (1 + rng.normal(0, 0.02, len(timestamps)))
+    train = timestamps < end - DAY
+    for timezone, expect_good in (("Europe/Berlin", True), ("UTC", False)):
+        baseline = get_model("profile").fit(timestamps[train], values[train], FitContext(step=300, timezone=timezone))
+        band = baseline.predict(timestamps[~train])
+        false_alarms = np.sum(anomaly_scores(values[~train], band, "both") > 1)
+        assert (false_alarms == 0) == expect_good
+
+
+def test_gated_band_keeps_one_at_the_edge():
+    series = generate(days=14, seed=1)
+    _, band, future = fit_and_predict(series, "profile")
+    gated = gated_band(band, min_abs_deviation=0.0, min_rel_deviation=0.5)
+    half = gated.upper - gated.expected
+    assert np.allclose(half, 0.5 * gated.expected)
+    on_edge = gated.expected + half
+    assert np.allclose(anomaly_scores(on_edge, gated, "both"), 1.0)
+    assert np.all(anomaly_scores(series.values[future], gated, "both") < 1)

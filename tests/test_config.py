@@ -43,7 +43,8 @@ def test_minimal_config_is_valid_and_defaulted():
      ("resource", "lower_is_better"), ("accuracy", "higher_is_better"), (None, "both")],
 )  # fmt: skip
 def test_kind_sets_default_direction(kind, direction):
-    text = "prometheus: {url: 'http://p:9090'}\ntargets:\n  - {name: t, query: up" + (f", kind: {kind}" if kind else "") + "}"
+    kind_item = f", kind: {kind}" if kind else ""
+    text = "prometheus: {url: 'http://p:9090'}\ntargets:\n  - {name: t, query: up" + kind_item + "}"
     assert config_from(text).targets[0].direction == direction
 
 
@@ -57,7 +58,8 @@ def test_explicit_direction_wins_over_kind():
     [
         ("prometheus: {url: 'http://p'}\ntargets: [{name: t, query: up, direction: down}]", "targets[0].direction",
          "must be one of"),
-        ("prometheus: {url: 'http://p'}\ntargets: [{name: t, query: up, stepp: 5m}]", "targets[0].stepp", "unknown key"),
+        ("prometheus: {url: 'http://p'}\ntargets: [{name: t, query: up, stepp: 5m}]", "targets[0].stepp",
+         "unknown key"),
         ("prometheus: {url: 'http://p', tiemout: 5s}\ntargets: [{name: t, query: up}]", "prometheus.tiemout",
          "unknown key"),
         ("prometheus: {url: 'http://p'}\ntargets: [{name: t}]", "targets[0].query", "required"),

@@ -1,8 +1,8 @@
 """Runs baseline fits, in a process pool sized to the cores, with a time limit and a fallback model.
 
 A fit that raises, or that does not finish in time, yields a FitOutcome with the error instead of
-stopping the batch. When the configured model fails, the seasonal profile (fast, robust, no optimiser)
-takes its place and the fallback is recorded.
+stopping the batch. When the configured model fails, the next model of its fallback chain takes its place
+(prophet -> stl -> profile: each step simpler and with no optimiser to fail) and the fallback is recorded.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ from analyzer.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 FALLBACK_MODEL = "profile"
+FALLBACKS = {"prophet": "stl", "stl": "profile", "mstl": "profile"}
+
+
+def fallback_for(model: str) -> str | None:
+    """The model that replaces ``model`` when it fails; None at the end of the chain."""
+    return FALLBACKS.get(model, None if model == FALLBACK_MODEL else FALLBACK_MODEL)
 
 
 @dataclass
@@ -32,6 +38,7 @@ class FitRequest:
     timestamps: np.ndarray
     values: np.ndarray
     context: FitContext
+    options: object = None  # model-specific settings, e.g. analyzer.models.prophet.ProphetOptions
 
 
 @dataclass
@@ -45,22 +52,21 @@ class FitOutcome:
 
 
 def fit_one(request: FitRequest) -> FitOutcome:
-    """Fit with the requested model, falling back to the profile; never raises for bad data."""
+    """Fit with the requested model, walking its fallback chain on failure; never raises for bad data."""
     model = resolve_model_name(request.model)
     started = time.perf_counter()
-    try:
-        baseline = get_model(model).fit(request.timestamps, request.values, request.context)
-        return FitOutcome(request.key, model, baseline, time.perf_counter() - started)
-    except (FitError, ValueError, np.linalg.LinAlgError) as exc:
-        error = f"{model} fit failed: {exc}"
-    if model == FALLBACK_MODEL:
-        return FitOutcome(request.key, model, None, time.perf_counter() - started, error)
-    try:
-        baseline = get_model(FALLBACK_MODEL).fit(request.timestamps, request.values, request.context)
-    except (FitError, ValueError) as exc:
-        return FitOutcome(request.key, model, None, time.perf_counter() - started, f"{error}; fallback: {exc}")
-    return FitOutcome(request.key, model, baseline, time.perf_counter() - started, "",
-                      f"{error}; fell back to {FALLBACK_MODEL}")  # fmt: skip
+    errors: list[str] = []
+    current: str | None = model
+    while current is not None:
+        try:
+            baseline = get_model(current, request.options).fit(request.timestamps, request.values, request.context)
+        except (FitError, ValueError, np.linalg.LinAlgError) as exc:
+            errors.append(f"{current} fit failed: {exc}")
+            current = fallback_for(current)
+            continue
+        note = f"{'; '.join(errors)}; fell back to {current}" if errors else ""
+        return FitOutcome(request.key, model, baseline, time.perf_counter() - started, "", note)
+    return FitOutcome(request.key, model, None, time.perf_counter() - started, "; ".join(errors))
 
 
 def default_workers() -> int:

@@ -28,12 +28,18 @@ __all__ = [
 
 
 def resolve_model_name(name: str) -> str:
-    """``auto`` is STL: seasonal with a trend, and 40 ms per 28-day series."""
+    """``auto`` is STL where no per-target choice was made (analyzer.models.auto makes it in the service):
+    seasonal with a trend, and 40 ms per 28-day series."""
     return "stl" if name == "auto" else name
 
 
-def get_model(name: str) -> BaselineModel:
+def get_model(name: str, options: object = None) -> BaselineModel:
+    """``options``: model-specific settings (a ``ProphetOptions`` for prophet); ignored by the others."""
     resolved = resolve_model_name(name)
+    if resolved == "prophet":
+        from analyzer.models.prophet import ProphetModel  # imported on use: Prophet loads cmdstan
+
+        return ProphetModel(options)  # type: ignore[arg-type]
     if resolved == "stl":
         return STLModel()
     if resolved == "mstl":

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -21,6 +23,7 @@ from analyzer.config import (
     load_config,
     with_prometheus_url,
 )
+from analyzer.sharding import Shard, resolve_shard
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -33,8 +36,10 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the service: scheduled refits and scores, /metrics")
     _common(run)
     run.add_argument("--listen", help="HOST:PORT for /metrics, /healthz, /readyz (default from config: 0.0.0.0:9977)")
-    run.add_argument("--shard-index", type=int, default=None, help="this replica's shard (default 0)")
-    run.add_argument("--shard-count", type=int, default=None, help="number of replicas (default 1)")
+    run.add_argument("--shard-index", type=int, help="this replica's shard (env PERFSENTINEL_SHARD_INDEX; 0)")
+    run.add_argument("--shard-count", type=int, help="number of replicas (env PERFSENTINEL_SHARD_COUNT; 1)")
+    run.add_argument("--shard-index-from-hostname", action="store_true",
+                     help="shard index = the hostname's -<ordinal> suffix (StatefulSet pods)")  # fmt: skip
 
     once = commands.add_parser("once", help="refit and score once, print, exit")
     _common(once)
@@ -99,12 +104,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from analyzer.pipeline import Analyzer
     from analyzer.reader import PrometheusReader
     from analyzer.service import Service
-    from analyzer.sharding import Shard
     from exporter.selfmetrics import SelfMetrics
     from exporter.server import Exposition, MetricsServer
 
     config = load(args)
-    shard = Shard(args.shard_index or 0, args.shard_count or 1)
+    shard = shard_from_args(args)
     telemetry = SelfMetrics()
     exposition = Exposition(telemetry)
     host, _, port = (args.listen or config.listen).rpartition(":")
@@ -119,6 +123,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     return EXIT_OK
+
+
+def shard_from_args(args: argparse.Namespace) -> Shard:
+    """The shard from the flags, the PERFSENTINEL_SHARD_* environment or the pod's hostname."""
+    try:
+        return resolve_shard(args.shard_index, args.shard_count, args.shard_index_from_hostname, os.environ,
+                             socket.gethostname())  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError("--shard-index", str(exc)) from None
 
 
 def backtest_target(args: argparse.Namespace) -> tuple[TargetConfig, str, float]:

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from analyzer.durations import parse_duration
+from analyzer.stats import TESTS, SeverityThresholds
 
 DEFAULT_LISTEN = "0.0.0.0:9977"
 DIRECTIONS = ("lower_is_better", "higher_is_better", "both")
@@ -264,6 +265,23 @@ CHECK_FIELDS = {
 }
 
 
+SEVERITY_FIELDS = {
+    "minor": Field(number(0), 5.0),
+    "significant": Field(number(0), 15.0),
+    "critical": Field(number(0), 30.0),
+}
+
+
+def as_severity(value: Any, path: str) -> SeverityThresholds:
+    """Change in % of the expected value at which each regression tier starts."""
+    try:
+        return SeverityThresholds(**check_mapping(value, SEVERITY_FIELDS, path))
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(path, str(exc)) from None
+
+
 @dataclass(frozen=True)
 class TargetConfig:
     name: str
@@ -281,6 +299,13 @@ class TargetConfig:
     min_rel_deviation: float = 0.0
     score_lookback: float = 900.0
     check: CheckSettings = CheckSettings()
+    drift_window: float = 3600.0
+    regression_window: float = 6 * 3600.0
+    test: str = "mannwhitney"
+    persistence: int = 3
+    fdr: float = 0.01
+    severity: SeverityThresholds = SeverityThresholds()
+    events_query: str | None = None
 
 
 TARGET_FIELDS = {
@@ -299,6 +324,13 @@ TARGET_FIELDS = {
     "min_rel_deviation": Field(number(0), 0.0),
     "score_lookback": Field(as_duration, 900.0),
     "check": Field(as_check_settings, CheckSettings()),
+    "drift_window": Field(as_duration, 3600.0),
+    "regression_window": Field(as_duration, 6 * 3600.0),
+    "test": Field(choice(*TESTS), "mannwhitney"),
+    "persistence": Field(number(1, 1000, integer=True), 3),
+    "fdr": Field(number(1e-9, 0.5), 0.01),
+    "severity": Field(as_severity, SeverityThresholds()),
+    "events_query": Field(as_optional_str),
 }
 TARGET_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:.-]*$")
 

@@ -37,7 +37,7 @@ DIRECTIONS = ("lower_is_better", "higher_is_better", "both")
 TESTS = ("mannwhitney", "welch", "ks")
 DEFAULT_TEST = "mannwhitney"
 MIN_SAMPLES = 5  # per window, after removing NaN
-MAX_PAIRS = 2_000_000  # Hodges-Lehmann uses a thinned reference beyond this many pairwise differences
+MAX_PAIRS = 50_000  # Hodges-Lehmann thins the reference to evenly spaced quantiles beyond this many pairs
 
 SEVERITIES = ("none", "minor", "significant", "critical")
 SEVERITY_LEVELS = {name: level for level, name in enumerate(SEVERITIES)}
@@ -164,15 +164,16 @@ def _hodges_lehmann_interval(reference: np.ndarray, recent: np.ndarray, n1: floa
     if reference.size * recent.size > MAX_PAIRS:
         keep = max(MIN_SAMPLES, MAX_PAIRS // recent.size)
         reference = np.sort(reference)[np.linspace(0, reference.size - 1, keep).round().astype(np.int64)]
-    differences = np.sort((recent[:, None] - reference[None, :]).ravel())
+    differences = (recent[:, None] - reference[None, :]).ravel()
     total = differences.size
-    shift = float(np.median(differences))
     z = float(st.norm.ppf(0.5 + level / 2.0))
     # rank of the lower bound in the effective-size null distribution, rescaled to the actual pair count
     k_effective = n1 * n2 / 2.0 - z * math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12.0)
-    k = int(math.floor(k_effective / (n1 * n2) * total))
-    k = min(max(k, 0), total // 2)
-    return shift, float(differences[k]), float(differences[total - 1 - k])
+    k = min(max(int(math.floor(k_effective / (n1 * n2) * total)), 0), (total - 1) // 2)
+    middle = sorted({k, (total - 1) // 2, total // 2, total - 1 - k})
+    ranked = np.partition(differences, middle)
+    shift = 0.5 * float(ranked[(total - 1) // 2] + ranked[total // 2])
+    return shift, float(ranked[k]), float(ranked[total - 1 - k])
 
 
 def compare_windows(

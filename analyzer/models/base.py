@@ -68,6 +68,21 @@ def robust_scale(residuals: np.ndarray) -> float:
     return mad if mad > 0 else float(np.std(finite))
 
 
+REFERENCE_SECONDS = 3 * DAY  # training residuals kept for regression verdicts: the last 3 days
+REFERENCE_MAX_SAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Out-of-sample-style residuals of the baseline on the end of its own history (values minus
+    ``expected``), the "before" window of a regression verdict. ``autocorrelation`` is their lag-1
+    autocorrelation (computed before thinning), used to deflate sample sizes."""
+
+    residuals: np.ndarray
+    scale: float
+    autocorrelation: float
+
+
 class FittedBaseline(ABC):
     """A baseline fitted on history. Subclasses hold only small arrays so they pickle cheaply."""
 
@@ -77,6 +92,7 @@ class FittedBaseline(ABC):
     band_sigmas: float
     trained_from: float
     trained_to: float
+    reference: Reference | None = None  # set by attach_reference after fitting
 
     @abstractmethod
     def expected_and_scale(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -87,6 +103,20 @@ class FittedBaseline(ABC):
         expected, scale = self.expected_and_scale(local)
         half = self.band_sigmas * scale
         return Band(expected, expected - half, expected + half)
+
+
+def attach_reference(baseline: FittedBaseline, timestamps: np.ndarray, values: np.ndarray) -> FittedBaseline:
+    """Keep a sample of the residuals of the last ``REFERENCE_SECONDS`` of history against the baseline's
+    forecast (not the in-sample decomposition residuals, which are too small: the trend follows the data)."""
+    from analyzer.stats import lag1_autocorrelation  # local: stats must not depend on models
+
+    recent = np.isfinite(values) & (timestamps > timestamps[-1] - REFERENCE_SECONDS)
+    if recent.sum() < 10:
+        return baseline
+    residuals = values[recent] - baseline.predict(timestamps[recent]).expected
+    keep = np.linspace(0, residuals.size - 1, min(residuals.size, REFERENCE_MAX_SAMPLES)).round().astype(np.int64)
+    baseline.reference = Reference(residuals[keep], robust_scale(residuals), lag1_autocorrelation(residuals))
+    return baseline
 
 
 class BaselineModel(ABC):

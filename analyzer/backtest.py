@@ -11,14 +11,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analyzer import regression
 from analyzer.config import TargetConfig
 from analyzer.fitting import FitPool, FitRequest
 from analyzer.models import FitContext, FittedBaseline
+from analyzer.models.base import attach_reference
 from analyzer.quality import insufficiency
 from analyzer.scoring import anomaly_scores, gated_band
 from analyzer.telemetry import NullTelemetry
 
-OUTPUT_COLUMNS = ["timestamp", "value", "expected", "lower", "upper", "anomaly_score"]
+OUTPUT_COLUMNS = ["timestamp", "value", "expected", "lower", "upper", "anomaly_score",
+                  "drift_score", "severity", "change_pct", "p_value", "regression_start", "verdict"]  # fmt: skip
 
 
 @dataclass
@@ -67,9 +70,11 @@ def fit_requests(replay: Replay, target: TargetConfig, timezone: str, every: flo
 
 def backtest(replay: Replay, target: TargetConfig, timezone: str, every: float, pool: FitPool) -> pd.DataFrame:
     baselines: dict[float, FittedBaseline] = {}
-    for outcome in pool.fit_all(list(fit_requests(replay, target, timezone, every)), 600.0, NullTelemetry()):
+    requests = {request.key: request for request in fit_requests(replay, target, timezone, every)}
+    for outcome in pool.fit_all(list(requests.values()), 600.0, NullTelemetry()):
         if outcome.baseline is not None:
-            baselines[float(outcome.key)] = outcome.baseline
+            request = requests[outcome.key]
+            baselines[float(outcome.key)] = attach_reference(outcome.baseline, request.timestamps, request.values)
     expected, lower, upper = (np.full(len(replay.times), np.nan) for _ in range(3))
     scores = np.zeros(len(replay.times))
     # rows scored by the baseline fitted at the latest refit time at or before them
@@ -80,8 +85,43 @@ def backtest(replay: Replay, target: TargetConfig, timezone: str, every: float, 
         band = gated_band(baseline.predict(replay.times[rows]), target.min_abs_deviation, target.min_rel_deviation)
         expected[rows], lower[rows], upper[rows] = band.expected, band.lower, band.upper
         scores[rows] = np.nan_to_num(anomaly_scores(replay.values[rows], band, target.direction), nan=0.0)
-    return pd.DataFrame({"timestamp": replay.labels, "value": replay.values, "expected": expected,
-                         "lower": lower, "upper": upper, "anomaly_score": scores})  # fmt: skip
+    frame = pd.DataFrame({"timestamp": replay.labels, "value": replay.values, "expected": expected,
+                          "lower": lower, "upper": upper, "anomaly_score": scores})  # fmt: skip
+    return frame.join(verdict_columns(replay, target, baselines, every))
+
+
+def verdict_columns(
+    replay: Replay, target: TargetConfig, baselines: dict[float, FittedBaseline], every: float
+) -> pd.DataFrame:
+    """Regression verdict per row: each refit block evaluates its rows with its own baseline, whose residuals
+    also cover the regression window before the block (as the service reads it at each score)."""
+    settings, state = regression.settings_for(target), regression.VerdictState()
+    columns = {name: np.full(len(replay.times), np.nan) for name in ("drift_score", "change_pct", "p_value",
+                                                                       "regression_start")}  # fmt: skip
+    severity, verdict = np.zeros(len(replay.times), dtype=np.int64), np.full(len(replay.times), "", dtype=object)
+    order = np.argsort(replay.times, kind="stable")
+    times = replay.times[order]
+    for at, baseline in sorted(baselines.items()):
+        window = (times >= at - settings.regression_window) & (times < at + every)
+        rows = np.flatnonzero(window & (times >= at) & np.isfinite(replay.values[order]))
+        if rows.size == 0:
+            continue
+        expected = np.full(len(times), np.nan)
+        expected[window] = baseline.predict(times[window]).expected
+        residuals = replay.values[order] - expected
+        verdicts = regression.replay(times, residuals, expected, rows, baseline.reference, settings, state)
+        for row, result in verdicts.items():
+            original = order[row]
+            columns["drift_score"][original] = _number(result.drift_score)
+            columns["change_pct"][original] = _number(result.change_pct)
+            columns["p_value"][original] = _number(result.p_value)
+            columns["regression_start"][original] = _number(result.start)
+            severity[original], verdict[original] = result.severity, result.verdict
+    return pd.DataFrame({**columns, "severity": severity, "verdict": verdict})[OUTPUT_COLUMNS[6:]]
+
+
+def _number(value: float | None) -> float:
+    return np.nan if value is None else value
 
 
 def input_files(source: Path) -> list[Path]:

@@ -58,6 +58,19 @@ class RegressionSettings:
     event_lookback: float = 6 * 3600.0  # how long before the start an event still counts as a cause
 
 
+def settings_for(target: object) -> RegressionSettings:
+    """The settings of a ``config.TargetConfig`` (duck-typed: regression does not import the config)."""
+    return RegressionSettings(
+        direction=target.direction,
+        drift_window=target.drift_window,
+        regression_window=target.regression_window,
+        test=target.test,
+        persistence=target.persistence,
+        alpha=target.fdr,
+        thresholds=target.severity,
+    )
+
+
 @dataclass(frozen=True)
 class Evidence:
     """What one evaluation of one series found, before the run-wide correction."""

@@ -79,8 +79,9 @@ def test_once_json_scores_statuses_and_a_bad_query(prometheus, tmp_path):
 
 def test_prometheus_url_flag_overrides_the_config(prometheus, tmp_path):
     config = write_config(tmp_path / "config.yml", "http://127.0.0.1:1")  # nothing listens there
-    done = subprocess.run([sys.executable, "-m", "analyzer.cli", "once", "--config", str(config), "--output", "json",
-                           "--prometheus-url", prometheus.url], capture_output=True, text=True, timeout=300)  # fmt: skip
+    command = [sys.executable, "-m", "analyzer.cli", "once", "--config", str(config), "--output", "json",
+               "--prometheus-url", prometheus.url]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert any(r["labels"].get("service") == "checkout" for r in json.loads(done.stdout))
 
 
@@ -122,8 +123,8 @@ def test_run_service_serves_scores_and_stops_cleanly_on_sigterm(prometheus, tmp_
         errors = {s.labels["target"]: s.value for s in families["perfsentinel_errors"].samples
                   if s.name.endswith("_total")}  # fmt: skip
         assert errors["broken"] >= 1
-        requests_by_outcome = {s.labels["outcome"]: s.value for s in families["perfsentinel_prometheus_requests"].samples
-                               if s.name.endswith("_total")}  # fmt: skip
+        request_samples = families["perfsentinel_prometheus_requests"].samples
+        requests_by_outcome = {s.labels["outcome"]: s.value for s in request_samples if s.name.endswith("_total")}
         assert requests_by_outcome["success"] > 0 and requests_by_outcome["client_error"] > 0
         service.send_signal(signal.SIGTERM)
         assert service.wait(timeout=30) == 0

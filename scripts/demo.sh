@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-prometheus.sh
-python3 -m pip install -q -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q -e .
 exec perfsentinel demo "$@"

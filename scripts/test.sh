@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-prometheus.sh || exit 1
-python3 -m pip install -q -e ".[test]" 2>&1 | grep -v "Running pip as the 'root' user"
+PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q -e ".[test]" || exit 1
 python3 -m pytest -q -p no:cacheprovider "$@"
 status=$?
 if [ "$status" -eq 5 ]; then

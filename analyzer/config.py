@@ -17,9 +17,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from analyzer.durations import parse_duration
+from analyzer.models.prophet import ProphetOptions
 from analyzer.stats import TESTS, SeverityThresholds
 
 DEFAULT_LISTEN = "0.0.0.0:9977"
+STRATEGIES = ("manual", "time_based", "on_improvement", "on_drift", "adaptive")  # see analyzer.lifecycle
 DIRECTIONS = ("lower_is_better", "higher_is_better", "both")
 KIND_DIRECTIONS = {
     "latency": "lower_is_better",
@@ -282,6 +284,21 @@ def as_severity(value: Any, path: str) -> SeverityThresholds:
         raise ConfigError(path, str(exc)) from None
 
 
+PROPHET_FIELDS = {
+    "country_holidays": Field(as_optional_str),
+    "changepoint_prior_scale": Field(number(1e-4, 10), 0.05),
+    "seasonality_prior_scale": Field(number(1e-4, 100), 10.0),
+    "seasonality_mode": Field(choice("additive", "multiplicative"), "additive"),
+    "uncertainty_samples": Field(number(0, 2000, integer=True), 0),
+    "fit_timeout": Field(as_duration, 60.0),
+    "fit_resolution": Field(as_duration, 900.0),
+}
+
+
+def as_prophet_options(value: Any, path: str) -> ProphetOptions:
+    return ProphetOptions(**check_mapping(value, PROPHET_FIELDS, path))
+
+
 @dataclass(frozen=True)
 class TargetConfig:
     name: str
@@ -306,6 +323,10 @@ class TargetConfig:
     fdr: float = 0.01
     severity: SeverityThresholds = SeverityThresholds()
     events_query: str | None = None
+    update_strategy: str = "adaptive"
+    update_every: float = 7 * 86400.0
+    retention: float = 7 * 86400.0
+    prophet: ProphetOptions = ProphetOptions()
 
 
 TARGET_FIELDS = {
@@ -331,6 +352,10 @@ TARGET_FIELDS = {
     "fdr": Field(number(1e-9, 0.5), 0.01),
     "severity": Field(as_severity, SeverityThresholds()),
     "events_query": Field(as_optional_str),
+    "update_strategy": Field(choice(*STRATEGIES), "adaptive"),
+    "update_every": Field(as_duration, 7 * 86400.0),
+    "retention": Field(as_duration, 7 * 86400.0),
+    "prophet": Field(lambda v, p: as_prophet_options(v, p), ProphetOptions()),
 }
 TARGET_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:.-]*$")
 

@@ -61,6 +61,10 @@ def parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="generate demo metrics, backfill a local Prometheus, analyze once")
     demo.add_argument("--workdir", type=Path, default=Path(".work/demo"))
     demo.add_argument("--keep-running", action="store_true", help="keep Prometheus and the exporter running")
+
+    from analyzer.baseline_cli import add_parser as add_baseline_parser
+
+    add_baseline_parser(commands)
     return top
 
 
@@ -174,8 +178,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.workdir, keep_running=args.keep_running)
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from analyzer.baseline_cli import cmd_baseline as run_baseline_command
+
+    return run_baseline_command(args)
+
+
 COMMANDS = {"run": cmd_run, "once": cmd_once, "backtest": cmd_backtest, "validate-config": cmd_validate,
-            "demo": cmd_demo}  # fmt: skip
+            "demo": cmd_demo, "baseline": cmd_baseline}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

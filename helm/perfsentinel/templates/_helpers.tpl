@@ -1,0 +1,226 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "perfsentinel.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-qualified name; also the StatefulSet name, so pod hostnames are <fullname>-<ordinal>. */}}
+{{- define "perfsentinel.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "perfsentinel.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "perfsentinel.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "perfsentinel.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "perfsentinel.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "perfsentinel.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "perfsentinel.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "perfsentinel.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "perfsentinel.sharded" -}}
+{{- if gt (int .Values.shards) 1 }}true{{ end }}
+{{- end }}
+
+{{/*
+The configuration file: the user's config plus what the chart owns (listen address, state_dir, mounted
+credential files). Credentials are file paths or ${ENV} references, never secret values.
+*/}}
+{{- define "perfsentinel.config" -}}
+{{- $config := deepCopy .Values.config }}
+{{- $prometheus := get $config "prometheus" | default dict }}
+{{- with .Values.prometheusAuth }}
+{{- if .bearerToken.secretName }}
+{{- $_ := set $prometheus "bearer_token_file" "/etc/perfsentinel/secrets/bearer-token/token" }}
+{{- end }}
+{{- if .basicAuth.secretName }}
+{{- $_ := set $prometheus "basic_auth" (dict "username" "${PERFSENTINEL_PROMETHEUS_USERNAME}" "password_file" "/etc/perfsentinel/secrets/basic-auth/password") }}
+{{- end }}
+{{- if .ca.secretName }}
+{{- $_ := set $prometheus "ca_file" "/etc/perfsentinel/secrets/ca/ca.crt" }}
+{{- end }}
+{{- end }}
+{{- $_ := set $config "prometheus" $prometheus }}
+{{- $_ := set $config "listen" (printf "0.0.0.0:%d" (int .Values.service.port)) }}
+{{- $_ := set $config "state_dir" "/var/lib/perfsentinel" }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* Pod template shared by the Deployment (shards: 1) and the StatefulSet (shards > 1). */}}
+{{- define "perfsentinel.podTemplate" -}}
+metadata:
+  labels:
+    {{- include "perfsentinel.selectorLabels" . | nindent 4 }}
+    {{- with .Values.podLabels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  annotations:
+    checksum/config: {{ include "perfsentinel.config" . | sha256sum }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "perfsentinel.serviceAccountName" . }}
+  automountServiceAccountToken: {{ .Values.serviceAccount.automountToken }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  securityContext:
+    {{- toYaml .Values.podSecurityContext | nindent 4 }}
+  terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+  containers:
+    - name: perfsentinel
+      image: {{ include "perfsentinel.image" . | quote }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args:
+        - --log-level={{ .Values.logLevel }}
+        - run
+        - --config=/etc/perfsentinel/perfsentinel.yml
+        {{- if include "perfsentinel.sharded" . }}
+        - --shard-count={{ .Values.shards }}
+        - --shard-index-from-hostname
+        {{- end }}
+        {{- range .Values.extraArgs }}
+        - {{ . | quote }}
+        {{- end }}
+      ports:
+        - name: http
+          containerPort: {{ .Values.service.port }}
+          protocol: TCP
+      {{- if or .Values.env .Values.prometheusAuth.basicAuth.secretName }}
+      env:
+        {{- with .Values.prometheusAuth.basicAuth }}
+        {{- if .secretName }}
+        - name: PERFSENTINEL_PROMETHEUS_USERNAME
+          valueFrom:
+            secretKeyRef:
+              name: {{ .secretName }}
+              key: {{ .usernameKey }}
+        {{- end }}
+        {{- end }}
+        {{- with .Values.env }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      {{- end }}
+      {{- with .Values.envFrom }}
+      envFrom:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      livenessProbe:
+        {{- toYaml .Values.livenessProbe | nindent 8 }}
+      readinessProbe:
+        {{- toYaml .Values.readinessProbe | nindent 8 }}
+      resources:
+        {{- toYaml .Values.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml .Values.securityContext | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: /etc/perfsentinel/perfsentinel.yml
+          subPath: perfsentinel.yml
+          readOnly: true
+        - name: state
+          mountPath: /var/lib/perfsentinel
+        - name: tmp
+          mountPath: /tmp
+        {{- with .Values.prometheusAuth }}
+        {{- if .bearerToken.secretName }}
+        - name: bearer-token
+          mountPath: /etc/perfsentinel/secrets/bearer-token
+          readOnly: true
+        {{- end }}
+        {{- if .basicAuth.secretName }}
+        - name: basic-auth
+          mountPath: /etc/perfsentinel/secrets/basic-auth
+          readOnly: true
+        {{- end }}
+        {{- if .ca.secretName }}
+        - name: ca
+          mountPath: /etc/perfsentinel/secrets/ca
+          readOnly: true
+        {{- end }}
+        {{- end }}
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "perfsentinel.fullname" . }}
+    - name: tmp
+      emptyDir: {}
+    {{- if not (include "perfsentinel.sharded" .) }}
+    - name: state
+      {{- if .Values.persistence.enabled }}
+      persistentVolumeClaim:
+        claimName: {{ .Values.persistence.existingClaim | default (include "perfsentinel.fullname" .) }}
+      {{- else }}
+      emptyDir: {}
+      {{- end }}
+    {{- else if not .Values.persistence.enabled }}
+    - name: state
+      emptyDir: {}
+    {{- end }}
+    {{- with .Values.prometheusAuth }}
+    {{- if .bearerToken.secretName }}
+    - name: bearer-token
+      secret:
+        secretName: {{ .bearerToken.secretName }}
+        items:
+          - key: {{ .bearerToken.key }}
+            path: token
+    {{- end }}
+    {{- if .basicAuth.secretName }}
+    - name: basic-auth
+      secret:
+        secretName: {{ .basicAuth.secretName }}
+        items:
+          - key: {{ .basicAuth.passwordKey }}
+            path: password
+    {{- end }}
+    {{- if .ca.secretName }}
+    - name: ca
+      secret:
+        secretName: {{ .ca.secretName }}
+        items:
+          - key: {{ .ca.key }}
+            path: ca.crt
+    {{- end }}
+    {{- end }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}

@@ -10,10 +10,12 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from analyzer.checkcmd import add_check_arguments, add_report_arguments
 from analyzer.config import (
     MODELS,
     Config,
@@ -44,6 +46,7 @@ def parser() -> argparse.ArgumentParser:
     once = commands.add_parser("once", help="refit and score once, print, exit")
     _common(once)
     once.add_argument("--output", choices=["json", "table"], default="table")
+    add_report_arguments(once)
 
     back = commands.add_parser("backtest", help="replay timestamp,value CSV files causally")
     back.add_argument("--input", required=True, type=Path, help="a CSV file or a folder of them (recursive)")
@@ -54,6 +57,11 @@ def parser() -> argparse.ArgumentParser:
     back.add_argument("--direction", choices=["lower_is_better", "higher_is_better", "both"])
     back.add_argument("--refit-every", help="refit cadence, e.g. 1h (default: the config's schedule.refit_every)")
     back.add_argument("--workers", type=int, default=0, help="fit processes (default: one per core)")
+    add_report_arguments(back)
+
+    check = commands.add_parser("check", help="CI gate: compare a candidate with a baseline; exit 0/1/2/3")
+    _common(check)
+    add_check_arguments(check)
 
     validate = commands.add_parser("validate-config", help="check a config file; exit 0 or 2")
     validate.add_argument("config")
@@ -92,6 +100,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     from analyzer.reader import PrometheusReader
 
     config = load(args)
+    started = time.time()
     pool = FitPool(config.schedule.fit_workers)
     try:
         analyzer = Analyzer(config, PrometheusReader(config.prometheus), pool=pool)
@@ -99,8 +108,15 @@ def cmd_once(args: argparse.Namespace) -> int:
         snapshot = analyzer.score()
     finally:
         pool.close()
-    print_results(snapshot, args.output, sys.stdout)
-    return EXIT_OK if all(t.success for t in snapshot.targets) else EXIT_FAILED
+    code = EXIT_OK if all(t.success for t in snapshot.targets) else EXIT_FAILED
+    if not (args.format and not args.report):  # --format alone prints that format instead of the table
+        print_results(snapshot, args.output, sys.stdout)
+    if args.report or args.format:
+        from analyzer.checkcmd import write_requested
+        from analyzer.reports.build import from_snapshot
+
+        write_requested(args, from_snapshot(snapshot, code, started))
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -163,12 +179,18 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if not args.input.exists():
         raise ConfigError("--input", f"{args.input} does not exist")
     target, timezone, every = backtest_target(args)
+    started = time.time()
     pool = FitPool(args.workers)
     try:
         count = run_backtest(args.input, args.output, target, timezone, every, pool)
     finally:
         pool.close()
-    print(f"backtest: {count} file(s) written to {args.output}")
+    print(f"backtest: {count} file(s) written to {args.output}", file=sys.stderr if args.format else sys.stdout)
+    if args.report or args.format:
+        from analyzer.checkcmd import write_requested
+        from analyzer.reports.build import from_backtest
+
+        write_requested(args, from_backtest(args.output, started))
     return EXIT_OK
 
 
@@ -186,6 +208,15 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "once": cmd_once, "backtest": cmd_backtest, "validate-config": cmd_validate,
             "demo": cmd_demo, "baseline": cmd_baseline}  # fmt: skip
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from analyzer.checkcmd import run_check
+
+    return run_check(args, load(args))
+
+
+COMMANDS["check"] = cmd_check
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,198 @@
+"""Command-line glue for ``perfsentinel check`` and the ``--report``/``--format`` options of ``check``,
+``once`` and ``backtest``: arguments in, CheckOptions and report files out. The logic lives in
+``analyzer.check`` and ``analyzer.reports``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from analyzer.config import GATE_TIERS, Config, ConfigError
+from analyzer.durations import parse_duration
+from analyzer.recommendations import parse_event
+from analyzer.selectors import parse_matchers
+from analyzer.timewindows import parse_time, parse_window
+
+if TYPE_CHECKING:  # the statistics stack loads only when check runs, not for every perfsentinel command
+    from analyzer.check import CheckOptions, CheckResult
+
+STORED = "stored"
+TESTS = ("mannwhitney", "welch", "ks")  # analyzer.stats.TESTS, repeated so --help stays light
+
+
+def add_report_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--report", type=Path, metavar="DIR", help="write report.json, junit.xml, summary.md and report.html into DIR"
+    )
+    command.add_argument(
+        "--format",
+        action="append",
+        choices=["json", "junit", "markdown", "html"],
+        help="only these report formats (repeatable); without --report, print it to stdout",
+    )
+
+
+def add_check_arguments(check: argparse.ArgumentParser) -> None:
+    check.add_argument("--candidate", default="now-1h:now", help="candidate window START:END (default now-1h:now)")
+    check.add_argument(
+        "--baseline",
+        help="baseline window START:END (now-7d:now-1h, RFC 3339, Unix seconds), or "
+        "'stored' for the seasonal baseline fitted on the history before the "
+        "candidate",
+    )
+    check.add_argument("--baseline-selector", help='label matchers for the baseline, e.g. version="1.4.2"')
+    check.add_argument("--candidate-selector", help='label matchers for the candidate, e.g. version="1.5.0"')
+    check.add_argument("--history", help="stored mode: history to fit on (default: each target's history)")
+    check.add_argument("--fail-on", choices=GATE_TIERS, default="significant", help="lowest tier that fails the build")
+    check.add_argument(
+        "--undecided",
+        choices=["fail", "pass"],
+        default="fail",
+        help="exit 3 (fail) or 0 (pass) when a series cannot be decided (default fail)",
+    )
+    check.add_argument("--alpha", type=float, default=0.05, help="false discovery rate across all series")
+    check.add_argument("--test", choices=TESTS, default=TESTS[0])
+    check.add_argument(
+        "--severity-thresholds",
+        default="5,15,30",
+        metavar="MINOR,SIGNIFICANT,CRITICAL",
+        help="change in %% at which each tier starts (default 5,15,30)",
+    )
+    check.add_argument("--target", action="append", default=[], help="check only this target (repeatable)")
+    check.add_argument(
+        "--event",
+        action="append",
+        default=[],
+        metavar="TIME=TEXT",
+        help="a deployment or change, e.g. now-20m='deploy 1.5.0' (repeatable)",
+    )
+    check.add_argument("--events-query", help="PromQL whose value changes mark deployments, e.g. app_build_info")
+    check.add_argument("--max-points", type=int, default=1000, help="samples per series and window (default 1000)")
+    check.add_argument("--min-step", default="15s", help="finest query step (default 15s)")
+    check.add_argument("--now", help="evaluate relative times against this instant instead of the clock")
+    add_report_arguments(check)
+
+
+def _usage(flag: str, exc: Exception) -> ConfigError:
+    return ConfigError(flag, str(exc))
+
+
+def check_options(args: argparse.Namespace, now: float) -> CheckOptions:
+    """Validate the arguments; every problem is a ConfigError naming the flag (exit code 2)."""
+    from analyzer import stats
+    from analyzer.check import MODES, CheckOptions
+
+    try:
+        candidate = parse_window(args.candidate, now)
+    except ValueError as exc:
+        raise _usage("--candidate", exc) from None
+    baseline_matchers = _matchers("--baseline-selector", args.baseline_selector)
+    candidate_matchers = _matchers("--candidate-selector", args.candidate_selector)
+    if args.baseline == STORED:
+        mode, baseline = MODES[2], None
+    elif baseline_matchers or candidate_matchers:
+        mode, baseline = MODES[1], _window("--baseline", args.baseline, now) if args.baseline else None
+    elif args.baseline:
+        mode, baseline = MODES[0], _window("--baseline", args.baseline, now)
+    else:
+        raise ConfigError("--baseline", "give a baseline window, 'stored', or --baseline-selector/--candidate-selector")
+    if not 0 < args.alpha < 1:
+        raise ConfigError("--alpha", f"must be between 0 and 1, got {args.alpha}")
+    if args.max_points < 10:
+        raise ConfigError("--max-points", "must be at least 10")
+    try:
+        thresholds = stats.SeverityThresholds(*(float(v) for v in args.severity_thresholds.split(",")))
+        history = parse_duration(args.history) if args.history else None
+        min_step = parse_duration(args.min_step)
+        events = tuple(parse_event(text, now) for text in args.event)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("check", str(exc)) from None
+    return CheckOptions(
+        mode,
+        candidate,
+        baseline,
+        baseline_matchers,
+        candidate_matchers,
+        history,
+        args.fail_on,
+        args.undecided,
+        args.alpha,
+        args.test,
+        thresholds,
+        max_points=args.max_points,
+        min_step=min_step,
+        targets=tuple(args.target),
+        events=events,
+        events_query=args.events_query,
+    )
+
+
+def _window(flag: str, text: str, now: float):
+    try:
+        return parse_window(text, now)
+    except ValueError as exc:
+        raise _usage(flag, exc) from None
+
+
+def _matchers(flag: str, text: str | None):
+    if not text:
+        return ()
+    try:
+        return parse_matchers(text)
+    except ValueError as exc:
+        raise _usage(flag, exc) from None
+
+
+def run_check(args: argparse.Namespace, config: Config) -> int:
+    from analyzer.check import Checker
+    from analyzer.fitting import FitPool
+    from analyzer.reader import PrometheusReader
+    from analyzer.reports.build import from_check
+
+    try:
+        now = parse_time(args.now, time.time()) if args.now else time.time()
+    except ValueError as exc:
+        raise _usage("--now", exc) from None
+    options = check_options(args, now)
+    pool = FitPool(config.schedule.fit_workers) if options.mode == STORED else None
+    try:
+        checker = Checker(config, PrometheusReader(config.prometheus), options, pool)
+        try:
+            result = checker.run()
+        except ValueError as exc:  # unknown --target
+            raise ConfigError("--target", str(exc)) from None
+    finally:
+        if pool is not None:
+            pool.close()
+    report = from_check(result)
+    print_summary(result, sys.stderr if args.format and not args.report else sys.stdout)
+    write_requested(args, report)
+    return result.exit_code
+
+
+def write_requested(args: argparse.Namespace, report) -> None:
+    from analyzer.reports import write_reports
+
+    if args.report or args.format:
+        for path in write_reports(report, args.report, args.format):
+            print(f"report: {path}", file=sys.stderr)
+
+
+def print_summary(result: CheckResult, out) -> None:
+    from analyzer.check import PASS
+    from analyzer.reports.build import from_check
+    from analyzer.reports.text import item_headline
+
+    report = from_check(result)
+    for item in report.worst_first():
+        if item.verdict != PASS:
+            out.write(item_headline(item) + "\n")
+    for error in report.errors:
+        out.write(f"{error['target']}: {error['kind']}: {error['message']}\n")
+    counts = ", ".join(f"{n} {v}" for v, n in report.counts().items() if n) or "no series"
+    out.write(
+        f"perfsentinel check: {report.verdict.upper()} (exit {result.exit_code}): {counts} in {report.duration:.1f} s\n"
+    )

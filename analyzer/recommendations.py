@@ -1,0 +1,130 @@
+"""What a person should do about a regressed series: the likely cause (the nearest deployment or version
+change) and the next step (investigate it, accept the new level as the baseline, or adjust the budget).
+
+Events come from three places: ``--event TIME=TEXT`` on the command line (a CI job knows when it deployed),
+an events query (``--events-query``: every change of a series' value, e.g. a deployment generation or a
+build_info series appearing with a new version label) and, in selector mode, the version change itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analyzer.durations import format_duration
+from analyzer.series import Series, series_key
+from analyzer.timewindows import parse_time, rfc3339
+
+INVESTIGATE, ACCEPT_BASELINE, ADJUST_BUDGET = "investigate", "accept_baseline", "adjust_budget"
+
+
+@dataclass(frozen=True)
+class Event:
+    timestamp: float
+    description: str
+    source: str  # cli | query | selector
+
+    def to_json(self) -> dict:
+        return {"timestamp": rfc3339(self.timestamp), "description": self.description, "source": self.source}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    action: str  # investigate | accept_baseline | adjust_budget
+    text: str
+
+    def to_json(self) -> dict:
+        return {"action": self.action, "text": self.text}
+
+
+def parse_event(text: str, now: float) -> Event:
+    """``TIME=description``, TIME as for windows (``now-20m``, RFC 3339, Unix seconds)."""
+    when, sep, description = text.partition("=")
+    if not sep or not description.strip():
+        raise ValueError(f"expected TIME=description (e.g. 2026-01-05T10:00:00Z=deploy 1.5.0), got {text!r}")
+    return Event(parse_time(when, now), description.strip(), "cli")
+
+
+def events_from_series(series: Iterable[Series]) -> list[Event]:
+    """An event wherever a series changes value or appears after a gap (not at the start of the range)."""
+    events = []
+    for item in series:
+        present = np.isfinite(item.values)
+        previous = np.concatenate(([np.nan], item.values[:-1]))
+        changed = present & (~np.isfinite(previous) | (item.values != previous))
+        changed[0] = False
+        for index in np.flatnonzero(changed):
+            events.append(Event(float(item.timestamps[index]), f"change of {series_key(item.labels)}", "query"))
+    return sorted(events, key=lambda e: e.timestamp)
+
+
+def likely_cause(events: Sequence[Event], change_start: float | None, tolerance: float) -> Event | None:
+    """The last event at or before the change start (plus ``tolerance`` for coarse steps), else the first
+    one after it."""
+    if change_start is None or not events:
+        return None
+    before = [e for e in events if e.timestamp <= change_start + tolerance]
+    if before:
+        return max(before, key=lambda e: e.timestamp)
+    return min(events, key=lambda e: e.timestamp)
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What the recommendations need to know about one regressed series."""
+
+    target: str
+    series: str
+    mode: str  # window | selector | stored
+    change_start: float | None
+    cause: Event | None
+    relative_regression: bool
+    budget_text: str | None  # e.g. "mean 0.34 > max 0.3", when a budget is breached
+    budget_suggestion: str | None  # e.g. "max to 0.35"
+    candidate_selector: str = ""
+
+
+def recommend(situation: Situation) -> list[Recommendation]:
+    return [_investigate(situation), _accept(situation), *_budget(situation)]
+
+
+def _investigate(s: Situation) -> Recommendation:
+    if s.cause is not None and s.change_start is not None:
+        lag = s.change_start - s.cause.timestamp
+        when = f"{format_duration(abs(lag))} {'before' if lag >= 0 else 'after'} the change started"
+        return Recommendation(
+            INVESTIGATE,
+            f"Likely cause: {s.cause.description} at {rfc3339(s.cause.timestamp)} "
+            f"({when}). Investigate that change first.",
+        )
+    start = f" around {rfc3339(s.change_start)}" if s.change_start is not None else ""
+    return Recommendation(
+        INVESTIGATE,
+        f"No deployment or version change found near the change{start}. "
+        "Investigate what was deployed or changed then; pass --event or "
+        "--events-query so the next report names it.",
+    )
+
+
+def _accept(s: Situation) -> Recommendation:
+    if s.mode == "selector":
+        how = f"make {s.candidate_selector} the baseline selector of the next check"
+    elif s.mode == "stored":
+        how = "refit the stored baseline on data after the change"
+    else:
+        start = rfc3339(s.change_start) if s.change_start is not None else "the change"
+        how = f"move the baseline window after {start} (e.g. --baseline {start}:now)"
+    return Recommendation(
+        ACCEPT_BASELINE, f"If the new level of {s.target} {s.series} is intended, accept it as the baseline: {how}."
+    )
+
+
+def _budget(s: Situation) -> list[Recommendation]:
+    if s.budget_text is None:
+        return []
+    text = f"Budget breached ({s.budget_text}). If this cost is accepted, raise targets[{s.target}].check.budget"
+    if s.budget_suggestion:
+        text = text.replace("raise ", "set ") + f".{s.budget_suggestion}"
+    return [Recommendation(ADJUST_BUDGET, text + "; otherwise fix the regression before merging.")]

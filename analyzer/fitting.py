@@ -121,7 +121,7 @@ class FitPool:
                 if not future.done():
                     future.cancel()
                     yield FitOutcome(request.key, request.model, None, timeout, f"timeout after {timeout:g}s")
-            self.close()  # a stuck worker would keep its slot forever: start a fresh pool next time
+            self.close(kill=True)  # a stuck worker would keep its slot forever: start a fresh pool next time
 
     def _collect(self, future: Future, request: FitRequest) -> FitOutcome:
         try:
@@ -133,7 +133,13 @@ class FitPool:
             log.exception("fit of %s crashed", request.key)
             return FitOutcome(request.key, request.model, None, 0.0, f"{type(exc).__name__}: {exc}")
 
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+    def close(self, kill: bool = False) -> None:
+        """Shut the pool down; ``kill`` also terminates workers still busy with a fit that timed out."""
+        if self._executor is None:
+            return
+        workers = list(getattr(self._executor, "_processes", {}).values()) if kill else []
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in workers:
+            if process.is_alive():
+                process.terminate()
+        self._executor = None

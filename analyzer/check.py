@@ -168,6 +168,7 @@ class Pair:
     reference_tail: int
     plot: PlotData
     problem: str = ""  # set when the pair cannot be compared
+    autocorrelation: float = 0.0  # of the reference noise; deflates the sample sizes in the test
 
 
 def step_for(window: Window, options: CheckOptions) -> float:
@@ -206,6 +207,7 @@ def _window_pair(reference: Series, recent: Series, baseline: Window, candidate:
         np.concatenate((reference.timestamps[len(reference.timestamps) - tail :], recent.timestamps)),
         tail,
         plot,
+        autocorrelation=noise_autocorrelation(reference.values),
     )
 
 
@@ -232,9 +234,31 @@ def _stored_pair(history: Series, recent: Series, baseline: FittedBaseline, cand
     change_values = np.concatenate((history_residuals[len(history_residuals) - tail :], residual))
     change_times = np.concatenate((history.timestamps[len(history.timestamps) - tail :], recent.timestamps))
     plot = PlotData(*joined, candidate.start)
+    rho = baseline.reference.autocorrelation if baseline.reference is not None else noise_autocorrelation(reference)
     return Pair(
-        recent.labels, reference, residual, recent.values, expected, expected, change_values, change_times, tail, plot
+        recent.labels,
+        reference,
+        residual,
+        recent.values,
+        expected,
+        expected,
+        change_values,
+        change_times,
+        tail,
+        plot,
+        autocorrelation=rho,
     )
+
+
+def noise_autocorrelation(values: np.ndarray, smoothing: int = 11) -> float:
+    """Lag-1 autocorrelation of the reference after removing its slow movement (a centred moving average),
+    so a daily cycle or a level shift does not pass for dependent noise and swallow the sample size."""
+    finite = values[np.isfinite(values)]
+    if finite.size < 3 * smoothing:
+        return stats.lag1_autocorrelation(finite)
+    smooth = np.convolve(finite, np.ones(smoothing) / smoothing, mode="valid")
+    half = smoothing // 2
+    return stats.lag1_autocorrelation(finite[half : half + smooth.size] - smooth)
 
 
 def change_start(values: np.ndarray, times: np.ndarray, reference_tail: int) -> float | None:
@@ -297,14 +321,15 @@ class Checker:
 
     # ------------------------------------------------------------ reading
     def _query_events(self, result: CheckResult) -> list[Event]:
+        """Changes of the events query over the candidate window and as long again before it, at the
+        candidate's step: a regression's cause is a change shortly before it starts."""
         if not self.options.events_query:
             return []
-        first = self.options.baseline.start if self.options.baseline else self.options.candidate.start
-        start = min(first, self.options.candidate.start - (self.options.history or 0))
-        window = Window(start, self.options.candidate.end, "events")
+        candidate = self.options.candidate
+        step = step_for(candidate, self.options)
         try:
             series = self.reader.query_range(
-                self.options.events_query, start, window.end, step_for(window, self.options)
+                self.options.events_query, candidate.start - candidate.length, candidate.end, step
             )
         except PrometheusError as exc:
             result.errors.append(TargetError("events-query", "query_failed", str(exc)))
@@ -420,7 +445,7 @@ class Checker:
         if pair.problem:
             item.reason = pair.problem
             return item
-        rho = max(stats.lag1_autocorrelation(pair.reference), stats.lag1_autocorrelation(pair.recent))
+        rho = pair.autocorrelation
         try:
             item.comparison = stats.compare_windows(
                 pair.reference,

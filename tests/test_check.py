@@ -1,0 +1,232 @@
+"""perfsentinel check against a real local Prometheus with backfilled data of known ground truth.
+
+One Prometheus for the module (backfill + start takes a few seconds). Everything ends at END (2026-01-05
+00:00 UTC) and the checks run with ``--now`` = END, so windows are reproducible.
+
+Ground truth:
+* ``app_latency_seconds``: /checkout +60% from END-40m (when app_build_info switches 1.4.2 -> 1.5.0),
+  /search +10% over the whole last hour, /home unchanged.
+* ``canary_latency_seconds{version}``: both versions run in the last hour; 1.5.0 is +30% on /checkout and
+  the same as 1.4.2 on /home.
+* ``seasonal_latency_seconds``: strong daily cycle; /b +25% in the last hour, /a unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from analyzer.cli import main
+from analyzer.localprom import BackfillSeries, LocalPrometheus, free_port
+from analyzer.synthetic import generate, inject_step
+from tests.conftest import require_tools
+
+END = 1_767_571_200.0
+NOW = "2026-01-05T00:00:00Z"
+STEP = 60.0
+DAYS = 8
+
+
+def _series(name: str, labels: dict, seed: int, amplitude: float = 0.05, step_at: float | None = None,
+            size: float = 0.0, start: float | None = None) -> BackfillSeries:  # fmt: skip
+    synthetic = generate(days=DAYS, step=STEP, level=0.2, daily_amplitude=amplitude, weekend_dip=0.0, noise=0.04,
+                         seed=seed, end=END + STEP)  # fmt: skip
+    if step_at is not None:
+        inject_step(synthetic, step_at, size)
+    keep = synthetic.timestamps >= (start if start is not None else -np.inf)
+    return BackfillSeries(name, labels, synthetic.timestamps[keep], synthetic.values[keep])
+
+
+def _build_info(version: str, start: float, end: float) -> BackfillSeries:
+    timestamps = np.arange(start, end, STEP)
+    return BackfillSeries("app_build_info", {"version": version}, timestamps, np.ones(timestamps.size))
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory):
+    require_tools("prometheus", "promtool")
+    canary_start = END - 3600
+    series = [
+        _series("app_latency_seconds", {"route": "/checkout"}, 1, step_at=END - 2400, size=0.6),
+        _series("app_latency_seconds", {"route": "/search"}, 2, step_at=END - 3600, size=0.10),
+        _series("app_latency_seconds", {"route": "/home"}, 3),
+        _series("canary_latency_seconds", {"route": "/checkout", "version": "1.4.2"}, 4),
+        _series("canary_latency_seconds", {"route": "/home", "version": "1.4.2"}, 5),
+        _series(
+            "canary_latency_seconds",
+            {"route": "/checkout", "version": "1.5.0"},
+            6,
+            step_at=0,
+            size=0.3,
+            start=canary_start,
+        ),  # fmt: skip
+        _series("canary_latency_seconds", {"route": "/home", "version": "1.5.0"}, 7, start=canary_start),
+        _series("seasonal_latency_seconds", {"route": "/a"}, 8, amplitude=0.3),
+        _series("seasonal_latency_seconds", {"route": "/b"}, 9, amplitude=0.3, step_at=END - 3600, size=0.25),
+        _build_info("1.4.2", END - DAYS * 86400, END - 2400),
+        _build_info("1.5.0", END - 2400, END + STEP),
+    ]
+    server = LocalPrometheus(tmp_path_factory.mktemp("prometheus"))
+    server.backfill(series)
+    with server:
+        yield server
+
+
+def _config(tmp_path: Path, url: str, targets: list[dict], **extra) -> str:
+    path = tmp_path / f"config-{len(list(tmp_path.glob('config-*.yaml')))}.yaml"
+    raw = {"prometheus": {"url": url, "retries": 0, "timeout": "10s"}, "targets": targets, **extra}
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
+
+
+LATENCY = {"name": "latency", "query": "app_latency_seconds", "kind": "latency"}
+
+
+def _check(config: str, *args: str, report: Path | None = None) -> int:
+    argv = ["check", "--config", config, "--now", NOW, "--min-step", "60s", *args]
+    if report is not None:
+        argv += ["--report", str(report)]
+    return main(argv)
+
+
+def _by_route(report_dir: Path) -> dict[str, dict]:
+    document = json.loads((report_dir / "report.json").read_text())
+    return {item["labels"]["route"]: item for item in document["series"]}
+
+
+# ---------------------------------------------------------------- window mode
+@pytest.mark.integration
+def test_window_mode_fails_on_the_regressed_route_and_names_the_deployment(prometheus, tmp_path):
+    config = _config(tmp_path, prometheus.url, [LATENCY])
+    code = _check(config, "--baseline", "now-7d:now-1h", "--candidate", "now-1h:now",
+                  "--events-query", "app_build_info", report=tmp_path / "r")  # fmt: skip
+    assert code == 1
+    items = _by_route(tmp_path / "r")
+    checkout, search, home = items["/checkout"], items["/search"], items["/home"]
+    assert checkout["verdict"] == "fail" and checkout["severity"] == "critical"
+    assert checkout["statistics"]["change_pct"] > 30 and checkout["statistics"]["q_value"] < 0.001
+    assert search["verdict"] == "warn" and search["severity"] == "minor"  # +10%: below the significant gate
+    assert home["verdict"] == "pass" and home["severity"] == "none"
+    # the change started at END-40m, and the nearest deployment is the 1.5.0 build appearing then
+    assert checkout["change_start"] in ("2026-01-04T23:19:00Z", "2026-01-04T23:20:00Z", "2026-01-04T23:21:00Z")
+    assert checkout["likely_cause"]["timestamp"] == "2026-01-04T23:20:00Z"
+    assert 'version="1.5.0"' in checkout["likely_cause"]["description"]
+    actions = [r["action"] for r in checkout["recommendations"]]
+    assert actions == ["investigate", "accept_baseline"]
+
+
+@pytest.mark.integration
+def test_gate_tier_decides_whether_a_minor_regression_fails(prometheus, tmp_path):
+    config = _config(tmp_path, prometheus.url, [LATENCY])
+    window = ["--baseline", "now-7d:now-1h", "--target", "latency"]
+    search_only = _config(tmp_path, prometheus.url, [{**LATENCY, "query": 'app_latency_seconds{route!="/checkout"}'}])
+    assert _check(search_only, *window) == 0  # /search is minor, the gate is significant
+    assert _check(search_only, *window, "--fail-on", "minor") == 1
+    assert _check(config, *window, "--fail-on", "critical") == 1  # /checkout is critical
+    per_target = [{**LATENCY, "query": 'app_latency_seconds{route!="/checkout"}', "check": {"fail_on": "minor"}}]
+    assert _check(_config(tmp_path, prometheus.url, per_target), *window) == 1  # per-target override
+
+
+@pytest.mark.integration
+def test_budget_fails_an_unchanged_series_over_its_absolute_limit(prometheus, tmp_path):
+    home = {**LATENCY, "query": 'app_latency_seconds{route="/home"}', "check": {"budget": {"statistic": "p95",
+                                                                                           "max": 0.15}}}  # fmt: skip
+    config = _config(tmp_path, prometheus.url, [home])
+    assert _check(config, "--baseline", "now-7d:now-1h", report=tmp_path / "r") == 1
+    item = _by_route(tmp_path / "r")["/home"]
+    assert item["severity"] == "none" and item["verdict"] == "fail"
+    assert item["budget"]["passed"] is False and item["budget"]["observed"] > 0.15
+    assert "adjust_budget" in [r["action"] for r in item["recommendations"]]
+    relaxed = [{**home, "check": {"budget": {"statistic": "p95", "max": 0.5}}}]
+    assert _check(_config(tmp_path, prometheus.url, relaxed), "--baseline", "now-7d:now-1h") == 0
+
+
+# ---------------------------------------------------------------- selector mode
+@pytest.mark.integration
+def test_selector_mode_compares_versions_on_the_same_aggregated_query(prometheus, tmp_path):
+    canary = {"name": "canary", "query": "avg by (route) (canary_latency_seconds)", "kind": "latency"}
+    config = _config(tmp_path, prometheus.url, [canary])
+    code = _check(config, "--candidate", "now-1h:now", "--baseline-selector", 'version="1.4.2"',
+                  "--candidate-selector", 'version="1.5.0"', report=tmp_path / "r")  # fmt: skip
+    assert code == 1
+    items = _by_route(tmp_path / "r")
+    assert items["/checkout"]["verdict"] == "fail"
+    assert 20 < items["/checkout"]["statistics"]["change_pct"] < 40
+    assert items["/home"]["verdict"] == "pass"
+    cause = items["/checkout"]["likely_cause"]
+    assert cause["source"] == "selector" and "1.5.0" in cause["description"]
+    assert any('version="1.5.0"' in r["text"] for r in items["/checkout"]["recommendations"])
+
+
+# ---------------------------------------------------------------- stored-baseline mode
+@pytest.mark.integration
+def test_stored_mode_compares_with_the_expected_values_for_the_time_of_day(prometheus, tmp_path):
+    seasonal = {"name": "seasonal", "query": "seasonal_latency_seconds", "kind": "latency", "step": "5m",
+                "history": "7d", "seasonality": "daily"}  # fmt: skip
+    config = _config(tmp_path, prometheus.url, [seasonal])
+    code = _check(config, "--baseline", "stored", "--candidate", "now-1h:now", report=tmp_path / "r")
+    assert code == 1
+    items = _by_route(tmp_path / "r")
+    assert items["/b"]["verdict"] == "fail" and 15 < items["/b"]["statistics"]["change_pct"] < 40
+    assert items["/a"]["verdict"] == "pass"
+    # the night trough: a plain window comparison sees /a far below the week's median, the stored baseline
+    # compares it with the expected night level instead
+    assert abs(items["/a"]["statistics"]["change_pct"]) < 5
+    assert (tmp_path / "r" / "report.html").read_text().count("data:image/png;base64,") == 1
+
+
+# ---------------------------------------------------------------- undecided and usage errors
+@pytest.mark.integration
+def test_no_data_is_undecided_and_the_policy_chooses_the_exit_code(prometheus, tmp_path):
+    missing = {"name": "missing", "query": "metric_that_does_not_exist", "kind": "latency"}
+    config = _config(tmp_path, prometheus.url, [missing])
+    assert _check(config, "--baseline", "now-7d:now-1h") == 3
+    assert _check(config, "--baseline", "now-7d:now-1h", "--undecided", "pass") == 0
+
+
+@pytest.mark.integration
+def test_insufficient_candidate_data_is_undecided(prometheus, tmp_path):
+    config = _config(tmp_path, prometheus.url, [LATENCY])
+    # a two-minute candidate has 3 samples at 60 s: below the statistics' minimum of 5
+    assert _check(config, "--baseline", "now-7d:now-1h", "--candidate", "now-2m:now", report=tmp_path / "r") == 3
+    assert {i["verdict"] for i in _by_route(tmp_path / "r").values()} == {"undecided"}
+
+
+def test_unreachable_prometheus_is_undecided(tmp_path):
+    config = _config(tmp_path, f"http://127.0.0.1:{free_port()}", [LATENCY])
+    assert _check(config, "--baseline", "now-7d:now-1h", report=tmp_path / "r") == 3
+    document = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert document["errors"][0]["kind"] == "prometheus_unavailable" and document["verdict"] == "undecided"
+
+
+@pytest.mark.integration
+def test_query_prometheus_rejects_is_a_configuration_error(prometheus, tmp_path):
+    broken = {"name": "broken", "query": "rate(app_latency_seconds)", "kind": "latency"}  # range vector missing
+    assert _check(_config(tmp_path, prometheus.url, [broken]), "--baseline", "now-7d:now-1h") == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--baseline", "yesterday:now"],
+        ["--baseline", "now-1h:now-2h"],
+        ["--baseline-selector", "version=1.4.2"],
+        ["--baseline", "now-7d:now-1h", "--target", "nope"],
+        ["--baseline", "now-7d:now-1h", "--alpha", "2"],
+        [],  # no baseline at all
+    ],
+)
+def test_usage_errors_exit_2(tmp_path, args):
+    config = _config(tmp_path, f"http://127.0.0.1:{free_port()}", [LATENCY])
+    assert _check(config, *args) == 2
+
+
+def test_unknown_fail_on_tier_is_rejected_by_argparse(tmp_path):
+    config = _config(tmp_path, "http://127.0.0.1:9", [LATENCY])
+    with pytest.raises(SystemExit) as exited:
+        _check(config, "--baseline", "now-7d:now-1h", "--fail-on", "huge")
+    assert exited.value.code == 2

@@ -334,7 +334,7 @@ class Checker:
         except PrometheusError as exc:
             result.errors.append(TargetError("events-query", "query_failed", str(exc)))
             return []
-        return events_from_series(series)
+        return events_from_series(series, self.options.events_query)
 
     def _gather_safely(self, target: TargetConfig) -> tuple[list[Pair], TargetError | None]:
         try:

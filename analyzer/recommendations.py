@@ -47,7 +47,7 @@ def parse_event(text: str, now: float) -> Event:
     return Event(parse_time(when, now), description.strip(), "cli")
 
 
-def events_from_series(series: Iterable[Series]) -> list[Event]:
+def events_from_series(series: Iterable[Series], query: str = "") -> list[Event]:
     """An event wherever a series changes value or appears after a gap (not at the start of the range)."""
     events = []
     for item in series:
@@ -55,8 +55,11 @@ def events_from_series(series: Iterable[Series]) -> list[Event]:
         previous = np.concatenate(([np.nan], item.values[:-1]))
         changed = present & (~np.isfinite(previous) | (item.values != previous))
         changed[0] = False
+        name = f"{query} {series_key(item.labels)}".strip()
         for index in np.flatnonzero(changed):
-            events.append(Event(float(item.timestamps[index]), f"change of {series_key(item.labels)}", "query"))
+            before = previous[index]
+            what = "appeared" if not np.isfinite(before) else f"changed {before:g} -> {item.values[index]:g}"
+            events.append(Event(float(item.timestamps[index]), f"{name} {what}", "query"))
     return sorted(events, key=lambda e: e.timestamp)
 
 

@@ -32,7 +32,7 @@ th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top} 
 """
 
 
-def plot_png(plot: PlotData, title: str) -> str | None:
+def plot_png(plot: PlotData, title: str, change_start: float | None = None) -> str | None:
     """The plot as base64 PNG, or None without matplotlib."""
     try:
         import matplotlib
@@ -50,13 +50,9 @@ def plot_png(plot: PlotData, title: str) -> str | None:
         if np.isfinite(plot.expected).any():
             axes.plot(times, plot.expected, color="#1565c0", linewidth=1, label="expected")
         axes.plot(times, plot.values, color="#222", linewidth=1, label="observed")
-        axes.axvline(
-            np.datetime64(int(plot.candidate_start * 1000), "ms"),
-            color="#888",
-            linestyle="--",
-            linewidth=1,
-            label="candidate / change start",
-        )
+        axes.axvline(_time(plot.candidate_start), color="#888", linestyle="--", linewidth=1, label="candidate window")
+        if change_start is not None:
+            axes.axvline(_time(change_start), color="#c62828", linewidth=1.5, label="change start")
         axes.set_title(title, fontsize=9)
         axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(axes.xaxis.get_major_locator()))
         axes.legend(fontsize=7, loc="upper left")
@@ -67,6 +63,10 @@ def plot_png(plot: PlotData, title: str) -> str | None:
     finally:
         plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _time(seconds: float) -> np.datetime64:
+    return np.datetime64(int(seconds * 1000), "ms")
 
 
 def _badge(verdict: str) -> str:
@@ -107,7 +107,7 @@ def _section(item: ReportItem, with_plots: bool) -> str:
         f"<p>{html.escape(item_headline(item))}</p>",
     ]
     if item.plot is not None and with_plots:
-        image = plot_png(item.plot, f"{item.target} {item.series}")
+        image = plot_png(item.plot, f"{item.target} {item.series}", item.change_start)
         if image:
             parts.append(
                 f'<img alt="observed vs expected for {html.escape(item.target)}" src="data:image/png;base64,{image}">'

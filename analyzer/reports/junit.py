@@ -58,6 +58,16 @@ def _error_case(error: dict, kind: str) -> ET.Element:
     return case
 
 
+def _flatten(settings: dict, prefix: str = "") -> list[tuple[str, object]]:
+    pairs: list[tuple[str, object]] = []
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            pairs += _flatten(value, f"{prefix}{key}.")
+        elif value is not None:
+            pairs.append((f"{prefix}{key}", value))
+    return pairs
+
+
 def _suite(name: str, cases: list[ET.Element], report: Report) -> ET.Element:
     count = lambda tag: sum(1 for c in cases if c.find(tag) is not None)  # noqa: E731
     suite = ET.Element(
@@ -72,9 +82,8 @@ def _suite(name: str, cases: list[ET.Element], report: Report) -> ET.Element:
         hostname=socket.gethostname() or "localhost",
     )
     properties = ET.SubElement(suite, "properties")
-    for key, value in report.settings.items():
-        if value is not None:
-            ET.SubElement(properties, "property", name=str(key), value=_text(str(value)))
+    for key, value in _flatten(report.settings):
+        ET.SubElement(properties, "property", name=key, value=_text(str(value)))
     suite.extend(cases)
     return suite
 

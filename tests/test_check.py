@@ -31,10 +31,25 @@ STEP = 60.0
 DAYS = 8
 
 
-def _series(name: str, labels: dict, seed: int, amplitude: float = 0.05, step_at: float | None = None,
-            size: float = 0.0, start: float | None = None) -> BackfillSeries:  # fmt: skip
-    synthetic = generate(days=DAYS, step=STEP, level=0.2, daily_amplitude=amplitude, weekend_dip=0.0, noise=0.04,
-                         seed=seed, end=END + STEP)  # fmt: skip
+def _series(
+    name: str,
+    labels: dict,
+    seed: int,
+    amplitude: float = 0.05,
+    step_at: float | None = None,
+    size: float = 0.0,
+    start: float | None = None,
+) -> BackfillSeries:
+    synthetic = generate(
+        days=DAYS,
+        step=STEP,
+        level=0.2,
+        daily_amplitude=amplitude,
+        weekend_dip=0.0,
+        noise=0.04,
+        seed=seed,
+        end=END + STEP,
+    )
     if step_at is not None:
         inject_step(synthetic, step_at, size)
     keep = synthetic.timestamps >= (start if start is not None else -np.inf)
@@ -63,7 +78,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory):
             step_at=0,
             size=0.3,
             start=canary_start,
-        ),  # fmt: skip
+        ),
         _series("canary_latency_seconds", {"route": "/home", "version": "1.5.0"}, 7, start=canary_start),
         _series("seasonal_latency_seconds", {"route": "/a"}, 8, amplitude=0.3),
         _series("seasonal_latency_seconds", {"route": "/b"}, 9, amplitude=0.3, step_at=END - 3600, size=0.25),
@@ -102,8 +117,16 @@ def _by_route(report_dir: Path) -> dict[str, dict]:
 @pytest.mark.integration
 def test_window_mode_fails_on_the_regressed_route_and_names_the_deployment(prometheus, tmp_path):
     config = _config(tmp_path, prometheus.url, [LATENCY])
-    code = _check(config, "--baseline", "now-7d:now-1h", "--candidate", "now-1h:now",
-                  "--events-query", "app_build_info", report=tmp_path / "r")  # fmt: skip
+    code = _check(
+        config,
+        "--baseline",
+        "now-7d:now-1h",
+        "--candidate",
+        "now-1h:now",
+        "--events-query",
+        "app_build_info",
+        report=tmp_path / "r",
+    )
     assert code == 1
     items = _by_route(tmp_path / "r")
     checkout, search, home = items["/checkout"], items["/search"], items["/home"]
@@ -133,8 +156,11 @@ def test_gate_tier_decides_whether_a_minor_regression_fails(prometheus, tmp_path
 
 @pytest.mark.integration
 def test_budget_fails_an_unchanged_series_over_its_absolute_limit(prometheus, tmp_path):
-    home = {**LATENCY, "query": 'app_latency_seconds{route="/home"}', "check": {"budget": {"statistic": "p95",
-                                                                                           "max": 0.15}}}  # fmt: skip
+    home = {
+        **LATENCY,
+        "query": 'app_latency_seconds{route="/home"}',
+        "check": {"budget": {"statistic": "p95", "max": 0.15}},
+    }
     config = _config(tmp_path, prometheus.url, [home])
     assert _check(config, "--baseline", "now-7d:now-1h", report=tmp_path / "r") == 1
     item = _by_route(tmp_path / "r")["/home"]
@@ -150,8 +176,16 @@ def test_budget_fails_an_unchanged_series_over_its_absolute_limit(prometheus, tm
 def test_selector_mode_compares_versions_on_the_same_aggregated_query(prometheus, tmp_path):
     canary = {"name": "canary", "query": "avg by (route) (canary_latency_seconds)", "kind": "latency"}
     config = _config(tmp_path, prometheus.url, [canary])
-    code = _check(config, "--candidate", "now-1h:now", "--baseline-selector", 'version="1.4.2"',
-                  "--candidate-selector", 'version="1.5.0"', report=tmp_path / "r")  # fmt: skip
+    code = _check(
+        config,
+        "--candidate",
+        "now-1h:now",
+        "--baseline-selector",
+        'version="1.4.2"',
+        "--candidate-selector",
+        'version="1.5.0"',
+        report=tmp_path / "r",
+    )
     assert code == 1
     items = _by_route(tmp_path / "r")
     assert items["/checkout"]["verdict"] == "fail"
@@ -165,8 +199,14 @@ def test_selector_mode_compares_versions_on_the_same_aggregated_query(prometheus
 # ---------------------------------------------------------------- stored-baseline mode
 @pytest.mark.integration
 def test_stored_mode_compares_with_the_expected_values_for_the_time_of_day(prometheus, tmp_path):
-    seasonal = {"name": "seasonal", "query": "seasonal_latency_seconds", "kind": "latency", "step": "5m",
-                "history": "7d", "seasonality": "daily"}  # fmt: skip
+    seasonal = {
+        "name": "seasonal",
+        "query": "seasonal_latency_seconds",
+        "kind": "latency",
+        "step": "5m",
+        "history": "7d",
+        "seasonality": "daily",
+    }
     config = _config(tmp_path, prometheus.url, [seasonal])
     code = _check(config, "--baseline", "stored", "--candidate", "now-1h:now", report=tmp_path / "r")
     assert code == 1

@@ -1,0 +1,127 @@
+"""Benchmark of ``perfsentinel check``: 50 targets x 20 series against a local Prometheus. Prints figures;
+asserts nothing (the requirement is < 30 s for the check).
+
+    python3 bench/check.py [--targets 50] [--series 20] [--regressed 0.05] [--keep DIR]
+
+Data: 7 days at 5-minute resolution plus the last hour at 15 s per series (the candidate window), backfilled
+with promtool before Prometheus starts (backfill time is printed but is not part of the check). A fraction of the
+series (``--regressed``) gets a +30% step 40 minutes before the end.
+
+Measured: the whole ``perfsentinel check`` run in-process (window mode, now-7d:now-1h vs now-1h:now), split into
+reading + statistics (Checker.run) and writing the four reports (with one plot per regressed series); then the
+same in selector-less stored-free Welch mode for comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from analyzer.check import Checker
+from analyzer.checkcmd import check_options
+from analyzer.cli import parser
+from analyzer.config import load_config
+from analyzer.localprom import BackfillSeries, LocalPrometheus
+from analyzer.reader import PrometheusReader
+from analyzer.reports import write_reports
+from analyzer.reports.build import from_check
+
+END = 1_767_571_200.0  # 2026-01-05 00:00 UTC
+HISTORY, HISTORY_STEP, RECENT_STEP = 7 * 86400, 300.0, 15.0
+
+
+def make_series(targets: int, per_target: int, regressed: float, seed: int = 0) -> tuple[list[BackfillSeries], int]:
+    rng = np.random.default_rng(seed)
+    history = np.arange(END - HISTORY, END - 3600, HISTORY_STEP)
+    recent = np.arange(END - 3600, END + RECENT_STEP, RECENT_STEP)
+    times = np.concatenate((history, recent))
+    daily = 0.1 * np.sin(2 * np.pi * (times % 86400) / 86400)
+    series, hits = [], 0
+    for t in range(targets):
+        for s in range(per_target):
+            level = rng.uniform(0.05, 0.5)
+            values = level * (1 + daily + 0.05 * rng.standard_normal(times.size))
+            if rng.random() < regressed:
+                values[times >= END - 2400] *= 1.3
+                hits += 1
+            series.append(
+                BackfillSeries("bench_latency_seconds", {"target": f"t{t}", "series": f"s{s}"}, times, values)
+            )
+    return series, hits
+
+
+def run_check(config_path: Path, report_dir: Path, extra: list[str]) -> dict[str, float]:
+    args = parser().parse_args(
+        [
+            "check",
+            "--config",
+            str(config_path),
+            "--now",
+            "2026-01-05T00:00:00Z",
+            "--baseline",
+            "now-7d:now-1h",
+            "--candidate",
+            "now-1h:now",
+            *extra,
+        ]
+    )
+    config = load_config(args.config)
+    started = time.perf_counter()
+    options = check_options(args, END)
+    result = Checker(config, PrometheusReader(config.prometheus), options).run()
+    checked = time.perf_counter()
+    write_reports(from_check(result), report_dir, None)
+    written = time.perf_counter()
+    counts = {v: result.count(v) for v in ("fail", "warn", "undecided", "pass")}
+    return {
+        "check_s": checked - started,
+        "reports_s": written - checked,
+        "total_s": written - started,
+        "exit_code": result.exit_code,
+        "series": len(result.series),
+        **counts,
+    }
+
+
+def main() -> None:
+    cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    cli.add_argument("--targets", type=int, default=50)
+    cli.add_argument("--series", type=int, default=20)
+    cli.add_argument("--regressed", type=float, default=0.05)
+    cli.add_argument("--keep", type=Path, help="work directory to keep (default: a temporary one)")
+    args = cli.parse_args()
+    workdir = args.keep or Path(tempfile.mkdtemp(prefix="perfsentinel-bench-check-"))
+    series, hits = make_series(args.targets, args.series, args.regressed)
+    samples = sum(s.timestamps.size for s in series)
+    prometheus = LocalPrometheus(workdir / "prometheus")
+    prometheus.workdir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    prometheus.backfill(series)
+    print(f"backfill: {len(series)} series, {samples:,} samples in {time.perf_counter() - started:.1f} s")
+    targets = [
+        {"name": f"t{t}", "query": f'bench_latency_seconds{{target="t{t}"}}', "kind": "latency"}
+        for t in range(args.targets)
+    ]
+    config_path = workdir / "config.yaml"
+    config_path.write_text(yaml.safe_dump({"prometheus": {"url": "http://placeholder:1"}, "targets": targets}))
+    with prometheus:
+        config_path.write_text(yaml.safe_dump({"prometheus": {"url": prometheus.url}, "targets": targets}))
+        print(f"{args.targets} targets x {args.series} series, {hits} with a +30% step (ground truth)")
+        for label, extra in (("mannwhitney (default)", []), ("welch", ["--test", "welch"])):
+            figures = run_check(config_path, workdir / f"report-{extra[-1] if extra else 'default'}", extra)
+            print(
+                f"check [{label}]: "
+                + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())
+            )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {rss:.0f} MiB; reports in {workdir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -233,3 +233,61 @@ def test_write_reports_writes_every_format_or_prints_one(tmp_path, capsys):
     assert sorted(p.name for p in written) == sorted(FILENAMES.values())
     write_reports(report, None, ["json"])
     assert json.loads(capsys.readouterr().out)["verdict"] == "fail"
+
+
+def test_backtest_report_flags_the_file_with_an_injected_step(tmp_path):
+    from analyzer.cli import main
+    from analyzer.synthetic import generate, inject_step
+
+    for name, size in (("stepped", 0.8), ("clean", 0.0)):
+        series = generate(days=6, step=300, seed=3)
+        if size:
+            inject_step(series, float(series.timestamps[-200]), size)
+        stamps = np.datetime_as_string((series.timestamps * 1000).astype("datetime64[ms]"), unit="s")
+        lines = ["timestamp,value", *(f"{t},{v}" for t, v in zip(stamps, series.values, strict=True))]
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    code = main(
+        [
+            "backtest",
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+            "--model",
+            "profile",
+            "--refit-every",
+            "1d",
+            "--workers",
+            "1",
+            "--report",
+            str(tmp_path / "report"),
+        ]
+    )
+    assert code == 0
+    document = json.loads((tmp_path / "report" / "report.json").read_text())
+    by_file = {item["target"]: item for item in document["series"]}
+    assert document["kind"] == "backtest" and by_file["stepped.csv"]["verdict"] == "warn"
+    assert by_file["stepped.csv"]["anomaly"]["anomalous_points"] > by_file["clean.csv"]["anomaly"]["anomalous_points"]
+    assert by_file["stepped.csv"]["recommendations"]
+    assert "data:image/png;base64," in (tmp_path / "report" / "report.html").read_text()
+
+
+def test_once_report_marks_anomalous_and_undecided_series():
+    from analyzer.reports.build import from_snapshot
+    from analyzer.results import INSUFFICIENT_DATA, OK, SeriesResult, Snapshot, TargetOutcome
+
+    snapshot = Snapshot(
+        NOW,
+        [
+            SeriesResult("latency", {"route": "/a"}, OK, "", NOW, 0.5, 0.2, 0.15, 0.25, 6.0, "stl", "daily"),
+            SeriesResult("latency", {"route": "/b"}, OK, "", NOW, 0.21, 0.2, 0.15, 0.25, 0.2, "stl", "daily"),
+            SeriesResult("latency", {"route": "/c"}, INSUFFICIENT_DATA, "too_short"),
+        ],
+        [TargetOutcome("latency", True, "", 3)],
+    )
+    report = from_snapshot(snapshot, 0, NOW - 1)
+    verdicts = {i.labels["route"]: i.verdict for i in report.items}
+    assert verdicts == {"/a": WARN, "/b": PASS, "/c": "undecided"}
+    assert report.worst_first()[0].labels["route"] == "/a" and report.worst_first()[0].recommendations
+    assert "score 6" in markdown.render(report)

@@ -30,6 +30,7 @@ import numpy as np
 
 from analyzer import stats
 from analyzer.config import Budget, Config, TargetConfig
+from analyzer.durations import format_duration
 from analyzer.fitting import FitPool, FitRequest
 from analyzer.models import FitContext, FittedBaseline
 from analyzer.models.base import attach_reference
@@ -126,6 +127,7 @@ class SeriesCheck:
     cause: Event | None = None
     recommendations: list = field(default_factory=list)
     plot: PlotData | None = None
+    baseline_source: str = ""
 
     @property
     def key(self) -> str:
@@ -169,6 +171,7 @@ class Pair:
     plot: PlotData
     problem: str = ""  # set when the pair cannot be compared
     autocorrelation: float = 0.0  # of the reference noise; deflates the sample sizes in the test
+    source: str = "window"  # where the baseline came from: window | selector | store vN | fitted here on ...
 
 
 def step_for(window: Window, options: CheckOptions) -> float:
@@ -375,7 +378,7 @@ class Checker:
     def _stored_pairs(self, target: TargetConfig, query: str, recent: list[Series]) -> list[Pair]:
         """Active baselines from the baseline store when the config has a state_dir holding one; every other
         series gets a baseline fitted here on the history before the candidate window."""
-        stored = self._stored_baselines(target)
+        stored, versions = self._stored_baselines(target)
         missing = [s for s in recent if s.key not in stored]
         history_length = (self.options.history or target.history) if missing else 3 * self.options.candidate.length
         window = Window(self.options.candidate.start - history_length, self.options.candidate.start, "history")
@@ -390,22 +393,30 @@ class Checker:
             if baseline is None:
                 pairs.append(_missing(series, problems.get(series.key, "no baseline history before the candidate")))
             else:
-                pairs.append(_stored_pair(past, series, baseline, self.options.candidate))
+                pair = _stored_pair(past, series, baseline, self.options.candidate)
+                pair.source = (
+                    f"store v{versions[series.key]}"
+                    if series.key in stored
+                    else f"fitted here on {format_duration(history_length)} before the candidate"
+                )
+                pairs.append(pair)
         return pairs
 
-    def _stored_baselines(self, target: TargetConfig) -> dict[str, FittedBaseline]:
+    def _stored_baselines(self, target: TargetConfig) -> tuple[dict[str, FittedBaseline], dict[str, int]]:
+        """The active baselines of the service's store (``state_dir``) with their versions; none without one."""
         if not self.config.state_dir:
-            return {}
+            return {}, {}
         from analyzer.store import BaselineStore, StoreError
 
         try:
             store = BaselineStore.in_dir(self.config.state_dir, create=False)
         except StoreError:
-            return {}
+            return {}, {}
         try:
-            return {b.key: b.baseline for b in store.active(target.name) if b.baseline is not None}
+            active = [b for b in store.active(target.name) if b.baseline is not None]
         finally:
             store.close()
+        return {b.key: b.baseline for b in active}, {b.key: b.version for b in active}
 
     def _fit(self, target: TargetConfig, history: list[Series], length: float) -> tuple[dict, dict[str, str]]:
         context = FitContext(
@@ -437,6 +448,9 @@ class Checker:
     def _compare(self, target: TargetConfig, pair: Pair) -> SeriesCheck:
         item = SeriesCheck(target.name, pair.labels, fail_on=target.check.fail_on or self.options.fail_on)
         item.plot = pair.plot
+        item.baseline_source = (
+            "selector" if self.options.mode == "selector" and pair.source == "window" else pair.source
+        )
         rec = _finite(pair.recent_raw)
         item.candidate_mean = float(rec.mean()) if rec.size else None
         item.baseline_mean = pair.baseline_mean if math.isfinite(pair.baseline_mean) else None

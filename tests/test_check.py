@@ -270,3 +270,37 @@ def test_unknown_fail_on_tier_is_rejected_by_argparse(tmp_path):
     with pytest.raises(SystemExit) as exited:
         _check(config, "--baseline", "now-7d:now-1h", "--fail-on", "huge")
     assert exited.value.code == 2
+
+
+@pytest.mark.integration
+def test_stored_mode_uses_the_active_baseline_of_the_store(prometheus, tmp_path):
+    """A baseline in the service's store wins over fitting: /a's stored baseline expects 30% less than /a
+    really has, so /a fails against it; /b has none in the store and is fitted here as before."""
+    from analyzer.models import FitContext, get_model
+    from analyzer.models.base import attach_reference
+    from analyzer.store import BaselineStore
+
+    source = _series("seasonal_latency_seconds", {"route": "/a"}, 8, amplitude=0.3)
+    history = source.timestamps < END - 3600
+    timestamps, values = source.timestamps[history][::5], 0.7 * source.values[history][::5]
+    context = FitContext(step=300.0, seasonality="daily")
+    baseline = attach_reference(get_model("stl").fit(timestamps, values, context), timestamps, values)
+    store = BaselineStore.in_dir(tmp_path / "state")
+    version = store.save(
+        "seasonal", '{route="/a"}', baseline, fingerprint="test", quality={}, reason="test", created_at=END
+    )
+    store.close()
+    seasonal = {
+        "name": "seasonal",
+        "query": "seasonal_latency_seconds",
+        "kind": "latency",
+        "step": "5m",
+        "history": "7d",
+        "seasonality": "daily",
+    }
+    config = _config(tmp_path, prometheus.url, [seasonal], state_dir=str(tmp_path / "state"))
+    assert _check(config, "--baseline", "stored", report=tmp_path / "r") == 1
+    items = _by_route(tmp_path / "r")
+    assert items["/a"]["baseline_source"] == f"store v{version}" and items["/a"]["verdict"] == "fail"
+    assert 30 < items["/a"]["statistics"]["change_pct"] < 60  # 1/0.7 - 1 = +43%
+    assert items["/b"]["baseline_source"].startswith("fitted here") and items["/b"]["verdict"] == "fail"

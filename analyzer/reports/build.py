@@ -85,6 +85,7 @@ def from_check(result: CheckResult) -> Report:
             s.recommendations,
             s.plot if s.verdict in (FAIL, WARN) else None,
             per_item,
+            s.baseline_source,
         )
         for s in result.series
     ]

@@ -21,6 +21,7 @@ from analyzer.reports.model import Report, ReportItem
 from analyzer.reports.text import change_text, item_headline, number, p_value
 from analyzer.timewindows import rfc3339
 
+MAX_PLOTS = 30  # plots for the worst 30 regressed series (about 0.1 s and 40 kB each); the rest get text only
 COLOURS = {FAIL: "#c62828", WARN: "#ef6c00", UNDECIDED: "#6d6d6d", PASS: "#2e7d32"}
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -57,7 +58,7 @@ def plot_png(plot: PlotData, title: str, change_start: float | None = None) -> s
         axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(axes.xaxis.get_major_locator()))
         axes.legend(fontsize=7, loc="upper left")
         axes.grid(alpha=0.3)
-        figure.tight_layout()
+        figure.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.14)  # tight_layout costs a full draw
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
     finally:
@@ -133,7 +134,7 @@ def _section(item: ReportItem, with_plots: bool) -> str:
     return "".join(parts) + "</div>"
 
 
-def render(report: Report, with_plots: bool = True) -> str:
+def render(report: Report, with_plots: bool = True, max_plots: int = MAX_PLOTS) -> str:
     counts = ", ".join(f"{n} {v}" for v, n in report.counts().items() if n) or "no series"
     settings = "".join(
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
@@ -166,6 +167,8 @@ def render(report: Report, with_plots: bool = True) -> str:
         if _matplotlib_available() or not with_plots
         else '<p class="muted">Plots need matplotlib: pip install "perfsentinel[reports]".</p>'
     )
+    if with_plots and len(flagged) > max_plots:
+        note += f'<p class="muted">Plots for the {max_plots} worst of {len(flagged)} regressed series.</p>'
     headline = HEADLINES.get(report.verdict, report.verdict)
     generated = f"generated {rfc3339(report.generated_at)} in {report.duration:.1f} s"
     return f"""<!DOCTYPE html>
@@ -176,7 +179,7 @@ def render(report: Report, with_plots: bool = True) -> str:
 <table>{settings}</table>
 {f"<h2>Errors</h2><ul>{errors}</ul>" if errors else ""}
 <h2>Regressed series</h2>{note}
-{"".join(_section(i, with_plots) for i in flagged) or '<p class="muted">None.</p>'}
+{"".join(_section(i, with_plots and n < max_plots) for n, i in enumerate(flagged)) or '<p class="muted">None.</p>'}
 <h2>All series</h2>
 <table><tr>{header}</tr>{"".join(_row(i) for i in ordered)}</table>
 </body></html>

@@ -33,6 +33,7 @@ def item_to_json(item: ReportItem) -> dict:
         "verdict": item.verdict,
         "severity": item.severity,
         "gate": item.gate,
+        "baseline_source": item.baseline_source or None,
         "reason": item.reason,
         "statistics": item.statistics,
         "budget": item.budget,

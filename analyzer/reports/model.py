@@ -32,6 +32,7 @@ class ReportItem:
     recommendations: list[Recommendation] = field(default_factory=list)
     plot: PlotData | None = None
     duration: float = 0.0  # seconds spent on this item, for JUnit's time attribute
+    baseline_source: str = ""  # check: window | selector | store vN | fitted here on ...
 
     @property
     def change_pct(self) -> float:

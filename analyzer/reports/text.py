@@ -67,6 +67,8 @@ def item_details(item: ReportItem) -> str:
             f"{number(s['candidate_mean'])}; change {change_text(item)}; n {s['n_baseline']}/"
             f"{s['n_candidate']}"
         )
+    if item.baseline_source:
+        lines.append(f"baseline: {item.baseline_source}")
     if item.anomaly:
         lines.append(
             "anomaly: " + ", ".join(f"{k} {number(v) if isinstance(v, float) else v}" for k, v in item.anomaly.items())

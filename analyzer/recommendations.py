@@ -115,7 +115,10 @@ def _accept(s: Situation) -> Recommendation:
     if s.mode == "selector":
         how = f"make {s.candidate_selector} the baseline selector of the next check"
     elif s.mode == "stored":
-        how = "refit the stored baseline on data after the change"
+        how = (
+            f"perfsentinel baseline accept --config <config> {s.target} '{s.series}' (with a baseline store; "
+            "without one the next refit after the change adopts it)"
+        )
     else:
         start = rfc3339(s.change_start) if s.change_start is not None else "the change"
         how = f"move the baseline window after {start} (e.g. --baseline {start}:now)"

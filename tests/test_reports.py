@@ -270,6 +270,9 @@ def test_backtest_report_flags_the_file_with_an_injected_step(tmp_path):
     assert document["kind"] == "backtest" and by_file["stepped.csv"]["verdict"] == "warn"
     assert by_file["stepped.csv"]["anomaly"]["anomalous_points"] > by_file["clean.csv"]["anomaly"]["anomalous_points"]
     assert by_file["stepped.csv"]["recommendations"]
+    # the regression verdict of the replay: critical, starting where the step was injected
+    assert by_file["stepped.csv"]["severity"] == "critical"
+    assert by_file["stepped.csv"]["change_start"] == "2026-01-04T07:20:00Z"
     assert "data:image/png;base64," in (tmp_path / "report" / "report.html").read_text()
 
 
@@ -291,3 +294,40 @@ def test_once_report_marks_anomalous_and_undecided_series():
     assert verdicts == {"/a": WARN, "/b": PASS, "/c": "undecided"}
     assert report.worst_first()[0].labels["route"] == "/a" and report.worst_first()[0].recommendations
     assert "score 6" in markdown.render(report)
+
+
+def test_once_report_carries_the_services_regression_verdict():
+    """Results with the regression fields of analyzer.regression become warn items with statistics and cause."""
+    from types import SimpleNamespace
+
+    from analyzer.reports.build import from_snapshot
+    from analyzer.results import OK, Snapshot, TargetOutcome
+
+    fields = dict(
+        target="latency",
+        labels={"route": "/a"},
+        status=OK,
+        reason="",
+        timestamp=NOW,
+        value=0.26,
+        expected=0.2,
+        lower=0.1,
+        upper=0.3,
+        anomaly_score=0.6,
+        model="stl",
+        verdict="significant",
+        p_value=1e-6,
+        q_value=2e-6,
+        effect_size=1.4,
+        change_pct=21.0,
+        change_ci_low=15.0,
+        change_ci_high=27.0,
+        regression_start=NOW - 1800,
+        regression_event="deploy 1.5.0",
+        verdict_reason="",
+    )
+    report = from_snapshot(Snapshot(NOW, [SimpleNamespace(**fields)], [TargetOutcome("latency", True)]), 0, NOW)
+    item = report.items[0]
+    assert item.verdict == WARN and item.severity == "significant" and item.statistics["change_pct"] == 21.0
+    assert item.likely_cause.description == "deploy 1.5.0" and item.change_start == NOW - 1800
+    assert "baseline accept" in item.recommendations[1].text

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.check import FAIL, PASS, UNDECIDED, WARN, CheckResult, PlotData, SeriesCheck
-from analyzer.recommendations import Situation, recommend
+from analyzer.recommendations import Event, Situation, recommend
 from analyzer.reports.model import Report, ReportItem
 from analyzer.results import OK, Snapshot
 from analyzer.series import series_key
@@ -95,6 +95,35 @@ def from_check(result: CheckResult) -> Report:
 
 
 # ---------------------------------------------------------------- once
+REGRESSION_TIERS = ("minor", "significant", "critical")
+
+
+def _snapshot_regression(r, item: ReportItem) -> None:
+    """Carry the service's regression verdict (analyzer.regression) into the item when the result has one."""
+    verdict = getattr(r, "verdict", None)
+    if verdict not in REGRESSION_TIERS:
+        return
+    item.verdict, item.severity = WARN, verdict
+    item.statistics = {
+        "test": None,
+        "p_value": _number(r.p_value),
+        "q_value": _number(r.q_value),
+        "effect_size": _number(r.effect_size),
+        "change_pct": _number(r.change_pct),
+        "ci_low_pct": _number(r.change_ci_low),
+        "ci_high_pct": _number(r.change_ci_high),
+        "shift": None,
+        "baseline_mean": _number(r.expected),
+        "candidate_mean": _number(r.value),
+        "n_baseline": None,
+        "n_candidate": None,
+    }
+    item.change_start = r.regression_start or r.timestamp
+    if r.regression_event:
+        item.likely_cause = Event(item.change_start, r.regression_event, "query")
+    item.reason = r.verdict_reason or f"{verdict} regression"
+
+
 def from_snapshot(snapshot: Snapshot, exit_code: int, started_at: float) -> Report:
     items = []
     for r in snapshot.results:
@@ -122,7 +151,12 @@ def from_snapshot(snapshot: Snapshot, exit_code: int, started_at: float) -> Repo
         )
         if anomalous:
             item.change_start = r.timestamp
-            item.recommendations = recommend(Situation(r.target, key, "stored", r.timestamp, None, True, None, None))
+        _snapshot_regression(r, item)
+        if item.verdict == WARN:
+            cause = item.likely_cause
+            item.recommendations = recommend(
+                Situation(r.target, key, "stored", item.change_start, cause, True, None, None)
+            )
         items.append(item)
     errors = [
         {"target": t.target, "kind": "query_failed", "message": t.error} for t in snapshot.targets if not t.success
@@ -146,9 +180,10 @@ def _backtest_item(path: Path, name: str) -> ReportItem:
         "anomalous_points": int(above.size),
         "points": int(scores.size),
     }
-    if not above.size:
+    regression = _backtest_regression(frame)
+    if not above.size and regression is None:
         return ReportItem(name, "", {}, PASS, anomaly=anomaly)
-    first = float(seconds[above[0]])
+    first = float(seconds[above[0]]) if above.size else float(seconds[0])
     item = ReportItem(
         name,
         "",
@@ -158,10 +193,51 @@ def _backtest_item(path: Path, name: str) -> ReportItem:
         change_start=first,
         reason=f"{above.size} point(s) outside the expected band",
     )
-    item.recommendations = recommend(Situation(name, "", "stored", first, None, True, None, None))
+    if regression is not None:
+        item.severity, item.statistics, start = regression
+        item.change_start = start if start is not None else first
+        item.reason = f"{item.severity} regression; {item.reason}"
+    item.recommendations = recommend(Situation(name, "", "stored", item.change_start, None, True, None, None))
     columns = [frame[c].to_numpy(dtype=np.float64) for c in ("value", "expected", "lower", "upper")]
     item.plot = PlotData(seconds, *columns, candidate_start=first)
     return item
+
+
+SEVERITY_NAMES = ("none", "minor", "significant", "critical")
+
+
+def _backtest_regression(frame: pd.DataFrame) -> tuple[str, dict, float | None] | None:
+    """The worst regression verdict of the replay (the first row at the highest severity), if it had any."""
+    if "severity" not in frame.columns:
+        return None
+    severity = pd.to_numeric(frame["severity"], errors="coerce").fillna(0).to_numpy(dtype=np.int64)
+    if severity.max(initial=0) <= 0:
+        return None
+    row = frame.iloc[int(np.argmax(severity))]
+    statistics = {
+        "test": None,
+        "p_value": _float(row.get("p_value")),
+        "q_value": None,
+        "effect_size": None,
+        "change_pct": _float(row.get("change_pct")),
+        "ci_low_pct": None,
+        "ci_high_pct": None,
+        "shift": None,
+        "baseline_mean": None,
+        "candidate_mean": None,
+        "n_baseline": None,
+        "n_candidate": None,
+    }
+    return SEVERITY_NAMES[min(int(severity.max()), 3)], statistics, _float(row.get("regression_start"))
+
+
+def _float(value: object) -> float | None:
+    """A finite float, or None for blanks, NaN and text."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def from_backtest(output: Path, started_at: float) -> Report:

@@ -52,7 +52,8 @@ TIERS = ("minor", "significant", "critical")
 class CheckOptions:
     mode: str
     candidate: Window
-    baseline: Window | None = None  # window and selector modes
+    baseline: Window | None = None  # window and selector modes: the whole span
+    baseline_parts: tuple[Window, ...] = ()  # several windows (e.g. the same hour on earlier days), read and joined
     baseline_matchers: tuple[Matcher, ...] = ()
     candidate_matchers: tuple[Matcher, ...] = ()
     history: float | None = None  # stored mode: fit history before the candidate (default: target.history)
@@ -350,6 +351,15 @@ class Checker:
     def _read(self, query: str, window: Window, step: float) -> list[Series]:
         return self.reader.query_range(query, window.start, window.end, step)
 
+    def _read_parts(self, query: str, parts: Sequence[Window]) -> list[Series]:
+        """The series of every window joined in time order (one window: just that read)."""
+        joined: dict[str, list[Series]] = {}
+        for part in sorted(parts, key=lambda w: w.start):
+            for series in self._read(query, part, step_for(part, self.options)):
+                joined.setdefault(series.key, []).append(series)
+        return [Series(pieces[0].labels, np.concatenate([p.timestamps for p in pieces]),
+                       np.concatenate([p.values for p in pieces])) for pieces in joined.values()]  # fmt: skip
+
     def _gather(self, target: TargetConfig) -> list[Pair]:
         options = self.options
         candidate_query = (
@@ -362,7 +372,7 @@ class Checker:
         baseline_query = (
             inject_matchers(target.query, options.baseline_matchers) if options.baseline_matchers else target.query
         )
-        reference = self._read(baseline_query, baseline_window, step_for(baseline_window, options))
+        reference = self._read_parts(baseline_query, options.baseline_parts or (baseline_window,))
         ignored = {m.label for m in (*options.baseline_matchers, *options.candidate_matchers)}
         by_key = {_strip(s.labels, ignored): s for s in reference}
         pairs = []

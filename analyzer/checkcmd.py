@@ -14,7 +14,7 @@ from analyzer.config import GATE_TIERS, Config, ConfigError
 from analyzer.durations import parse_duration
 from analyzer.recommendations import parse_event
 from analyzer.selectors import parse_matchers
-from analyzer.timewindows import parse_time, parse_window
+from analyzer.timewindows import parse_baseline_windows, parse_time, parse_window, span
 
 if TYPE_CHECKING:  # the statistics stack loads only when check runs, not for every perfsentinel command
     from analyzer.check import CheckOptions, CheckResult
@@ -39,9 +39,9 @@ def add_check_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument("--candidate", default="now-1h:now", help="candidate window START:END (default now-1h:now)")
     check.add_argument(
         "--baseline",
-        help="baseline window START:END (now-7d:now-1h, RFC 3339, Unix seconds), or "
-        "'stored' for the seasonal baseline fitted on the history before the "
-        "candidate",
+        help="baseline window START:END (now-7d:now-1h, RFC 3339, Unix seconds), several joined by commas, "
+        "'shift:1d,7d' (the candidate window that much earlier: the same time of day or week), or 'stored' (the "
+        "seasonal baseline fitted on the history before the candidate, or the service's stored one)",
     )
     check.add_argument("--baseline-selector", help='label matchers for the baseline, e.g. version="1.4.2"')
     check.add_argument("--candidate-selector", help='label matchers for the candidate, e.g. version="1.5.0"')
@@ -91,14 +91,19 @@ def check_options(args: argparse.Namespace, now: float) -> CheckOptions:
         raise _usage("--candidate", exc) from None
     baseline_matchers = _matchers("--baseline-selector", args.baseline_selector)
     candidate_matchers = _matchers("--candidate-selector", args.candidate_selector)
+    parts: tuple = ()
     if args.baseline == STORED:
-        mode, baseline = MODES[2], None
+        mode = MODES[2]
     elif baseline_matchers or candidate_matchers:
-        mode, baseline = MODES[1], _window("--baseline", args.baseline, now) if args.baseline else None
+        mode = MODES[1]
+        parts = _windows(args.baseline, now, candidate) if args.baseline else ()
     elif args.baseline:
-        mode, baseline = MODES[0], _window("--baseline", args.baseline, now)
+        mode, parts = MODES[0], _windows(args.baseline, now, candidate)
+        if any(p.end > candidate.start and p.start < candidate.end for p in parts):
+            raise ConfigError("--baseline", "the baseline window overlaps the candidate window")
     else:
         raise ConfigError("--baseline", "give a baseline window, 'stored', or --baseline-selector/--candidate-selector")
+    baseline = span(parts, args.baseline) if parts else None
     if not 0 < args.alpha < 1:
         raise ConfigError("--alpha", f"must be between 0 and 1, got {args.alpha}")
     if args.max_points < 10:
@@ -114,6 +119,7 @@ def check_options(args: argparse.Namespace, now: float) -> CheckOptions:
         mode,
         candidate,
         baseline,
+        parts,
         baseline_matchers,
         candidate_matchers,
         history,
@@ -130,11 +136,11 @@ def check_options(args: argparse.Namespace, now: float) -> CheckOptions:
     )
 
 
-def _window(flag: str, text: str, now: float):
+def _windows(text: str, now: float, candidate):
     try:
-        return parse_window(text, now)
+        return parse_baseline_windows(text, now, candidate)
     except ValueError as exc:
-        raise _usage(flag, exc) from None
+        raise _usage("--baseline", exc) from None
 
 
 def _matchers(flag: str, text: str | None):

@@ -66,3 +66,24 @@ def parse_window(text: str, now: float) -> Window:
         return Window(start, end, text)
     raise ValueError(f"expected START:END (e.g. now-7d:now-1h or 2026-01-05T10:00:00Z:2026-01-05T11:00:00Z), "
                      f"got {text!r}")  # fmt: skip
+
+
+def parse_baseline_windows(text: str, now: float, candidate: Window) -> tuple[Window, ...]:
+    """One or more baseline windows: ``START:END[,START:END...]``, or ``shift:1d,2d,7d`` for the candidate window
+    moved back by each duration (the same time of day or week, so a daily cycle cannot pass for a regression)."""
+    if text.startswith("shift:"):
+        shifts = [parse_duration(part) for part in text[len("shift:") :].split(",") if part.strip()]
+        if not shifts or min(shifts) < candidate.length:
+            raise ValueError(f"shifts must be at least the candidate window's length, got {text!r}")
+        return tuple(Window(candidate.start - d, candidate.end - d, f"candidate - {part.strip()}")
+                     for d, part in zip(shifts, text[len("shift:") :].split(","), strict=True))  # fmt: skip
+    return tuple(parse_window(piece, now) for piece in _split_windows(text))
+
+
+def _split_windows(text: str) -> list[str]:
+    """Split on commas; RFC 3339 times never contain one."""
+    return [piece.strip() for piece in text.split(",") if piece.strip()]
+
+
+def span(windows: tuple[Window, ...], text: str) -> Window:
+    return Window(min(w.start for w in windows), max(w.end for w in windows), text)

@@ -304,3 +304,37 @@ def test_stored_mode_uses_the_active_baseline_of_the_store(prometheus, tmp_path)
     assert items["/a"]["baseline_source"] == f"store v{version}" and items["/a"]["verdict"] == "fail"
     assert 30 < items["/a"]["statistics"]["change_pct"] < 60  # 1/0.7 - 1 = +43%
     assert items["/b"]["baseline_source"].startswith("fitted here") and items["/b"]["verdict"] == "fail"
+
+
+@pytest.mark.integration
+def test_shifted_baseline_windows_keep_a_daily_cycle_from_passing_for_a_regression(prometheus, tmp_path):
+    """Read as throughput (higher is better), /a's last hour sits in its nightly trough, 15% under its weekly
+    median: a plain week-long baseline calls that a regression, the same hour on earlier days does not."""
+    throughput = {"name": "throughput", "query": 'seasonal_latency_seconds{route="/a"}', "kind": "throughput"}
+    config = _config(tmp_path, prometheus.url, [throughput])
+    assert _check(config, "--baseline", "now-7d:now-1h", report=tmp_path / "week") == 1
+    assert _by_route(tmp_path / "week")["/a"]["severity"] in ("significant", "critical")
+    assert _check(config, "--baseline", "shift:1d,2d,3d,7d", report=tmp_path / "shifted") == 0
+    shifted = json.loads((tmp_path / "shifted" / "report.json").read_text())
+    assert shifted["settings"]["baseline"]["spec"] == "shift:1d,2d,3d,7d"
+    assert shifted["series"][0]["statistics"]["n_baseline"] == 4 * 61
+
+
+def test_baseline_window_parsing():
+    from analyzer.timewindows import parse_baseline_windows, parse_window
+
+    candidate = parse_window("now-1h:now", END)
+    shifted = parse_baseline_windows("shift:1d,7d", END, candidate)
+    assert [(w.start, w.end) for w in shifted] == [
+        (END - 86400 - 3600, END - 86400),
+        (END - 7 * 86400 - 3600, END - 7 * 86400),
+    ]
+    joined = parse_baseline_windows("2026-01-03T23:00:00Z:2026-01-04T00:00:00Z,now-3h:now-2h", END, candidate)
+    assert [w.end - w.start for w in joined] == [3600, 3600]
+    with pytest.raises(ValueError):
+        parse_baseline_windows("shift:10m", END, candidate)  # shorter than the candidate: overlaps it
+
+
+def test_baseline_overlapping_the_candidate_is_a_usage_error(tmp_path):
+    config = _config(tmp_path, f"http://127.0.0.1:{free_port()}", [LATENCY])
+    assert _check(config, "--baseline", "now-7d:now-30m") == 2

@@ -284,9 +284,15 @@ class Lifecycle:
     def note_regression(self, target: str, key: str, start: float, end: float) -> None:
         """A regressed period from the regression verdicts: masked like an anomaly until accepted."""
         memory = self._mem(target, key)
-        if any(f.accepted_at is not None and f.start <= start and end <= f.end for f in memory.flags):
+        for flag in memory.flags:  # what a person accepted is not flagged again
+            if flag.accepted_at is not None and flag.start <= start <= flag.end:
+                start = flag.end + 1e-3
+        if start > end:
             return
+        before = list(memory.flags)
         memory.flags = merge_flags(memory.flags + [Flag(start, end, "regression")], MERGE_GAP)
+        if self.store is not None and memory.flags != before:
+            self.store.replace_flags(target, key, memory.flags)
 
     # ------------------------------------------------------------ decision
     def consider(

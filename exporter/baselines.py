@@ -1,0 +1,43 @@
+"""Families about the baseline each series was scored against: its age and a version info metric.
+
+``perfsentinel_baseline_info`` carries the model, version, the reason it was adopted and its training window
+(RFC 3339, UTC) as labels, value 1; a new version is a new label set, so a dashboard can show when the
+baseline changed and why. Values are copied from the analysis results; nothing is computed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from analyzer.results import SeriesResult
+from exporter.families import PREFIX, Family, label_body, series_labels
+
+INFO_LABELS = ("model", "version", "reason", "trained_from", "trained_to")
+
+
+def rfc3339(seconds: float | None) -> str:
+    return "" if seconds is None else datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def info_labels(result: SeriesResult) -> dict[str, str]:
+    """The series labels (an input label named like an info label becomes ``exported_<name>``) plus the info."""
+    labels = {(f"exported_{k}" if k in INFO_LABELS else k): v for k, v in series_labels(result).items()}
+    labels.update(model=result.model or "", version=str(result.baseline_version), reason=result.baseline_reason or "",
+                  trained_from=rfc3339(result.baseline_trained_from),
+                  trained_to=rfc3339(result.baseline_trained_to))  # fmt: skip
+    return labels
+
+
+def baseline_families(results: Iterable[SeriesResult]) -> list[Family]:
+    age = Family(PREFIX + "baseline_age_seconds", "Seconds since the baseline a series is scored against was "
+                 "adopted; grows while an update strategy keeps it (manual, pinned, flagged).")  # fmt: skip
+    info = Family(PREFIX + "baseline_info", "1 for the baseline in use: model, version, why it was adopted "
+                  "(initial, refresh, scheduled, improvement, accepted, reset) and its training window.")  # fmt: skip
+    for result in results:
+        if result.baseline_version is None:
+            continue
+        if result.baseline_age_seconds is not None:
+            age.samples.append((label_body(series_labels(result)), float(result.baseline_age_seconds)))
+        info.samples.append((label_body(info_labels(result)), 1.0))
+    return [age, info]

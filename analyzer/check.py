@@ -46,6 +46,7 @@ EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE, EXIT_UNDECIDED = 0, 1, 2, 3
 PASS, WARN, FAIL, UNDECIDED = "pass", "warn", "fail", "undecided"
 MODES = ("window", "selector", "stored")
 TIERS = ("minor", "significant", "critical")
+IN_PROCESS_FITS = 8  # stored mode fits this many series in-process; more go to the process pool
 
 
 @dataclass(frozen=True)
@@ -444,9 +445,12 @@ class Checker:
                 requests.append(FitRequest(series.key, target.model, series.timestamps, series.values, context))
         if not requests:
             return {}, problems
-        pool = self.pool or FitPool(workers=1)
+        if len(requests) <= IN_PROCESS_FITS or self.pool is None:  # starting worker processes costs seconds
+            outcomes = FitPool(workers=1).fit_all(requests, self.config.schedule.fit_timeout, NullTelemetry())
+        else:
+            outcomes = self.pool.fit_all(requests, self.config.schedule.fit_timeout, NullTelemetry())
         fitted = {}
-        for outcome in pool.fit_all(requests, self.config.schedule.fit_timeout, NullTelemetry()):
+        for outcome in outcomes:
             if outcome.baseline is None:
                 problems[outcome.key] = f"baseline fit failed: {outcome.error}"
             else:

@@ -240,7 +240,7 @@ def test_backtest_report_flags_the_file_with_an_injected_step(tmp_path):
     from analyzer.synthetic import generate, inject_step
 
     for name, size in (("stepped", 0.8), ("clean", 0.0)):
-        series = generate(days=6, step=300, seed=3)
+        series = generate(days=3, step=300, seed=3)
         if size:
             inject_step(series, float(series.timestamps[-200]), size)
         stamps = np.datetime_as_string((series.timestamps * 1000).astype("datetime64[ms]"), unit="s")

@@ -189,9 +189,20 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return values[np.isfinite(values)]
 
 
+def baseline_level(values: np.ndarray) -> float:
+    """What change % is relative to: the median, or the mean magnitude when the median is 0 (an error rate that
+    is mostly zero); NaN when the baseline is all zeros, where a relative change has no meaning."""
+    if not values.size:
+        return math.nan
+    for level in (float(np.median(values)), float(np.mean(np.abs(values)))):
+        if level != 0:
+            return level
+    return math.nan
+
+
 def _window_pair(reference: Series, recent: Series, baseline: Window, candidate: Window) -> Pair:
     ref = _finite(reference.values)
-    level = float(np.median(ref)) if ref.size else math.nan
+    level = baseline_level(ref)
     low, high = np.percentile(ref, [5, 95]) if ref.size else (math.nan, math.nan)
     contiguous = baseline.end >= candidate.start - candidate.length
     shown = reference.tail(candidate.start - 3 * candidate.length) if contiguous else reference.tail(math.inf)
@@ -337,7 +348,8 @@ class Checker:
                 self.options.events_query, candidate.start - candidate.length, candidate.end, step
             )
         except PrometheusError as exc:
-            result.errors.append(TargetError("events-query", "query_failed", str(exc)))
+            kind = "query_failed" if isinstance(exc, QueryError) else "prometheus_unavailable"
+            result.errors.append(TargetError("events-query", kind, str(exc)))
             return []
         return events_from_series(series, self.options.events_query)
 
@@ -487,6 +499,8 @@ class Checker:
         except stats.InsufficientData as exc:
             item.reason = f"insufficient data: {exc}"
             return item
+        if not math.isfinite(item.comparison.change_pct):
+            item.reason = "the baseline level is 0, so change % is undefined: give this target a budget"
         item.change_start = change_start(
             pair.change_values - np.nanmedian(pair.reference), pair.change_times, pair.reference_tail
         )

@@ -8,7 +8,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from analyzer.config import GATE_TIERS, Config, ConfigError
 from analyzer.durations import parse_duration
@@ -17,7 +17,8 @@ from analyzer.selectors import parse_matchers
 from analyzer.timewindows import parse_baseline_windows, parse_time, parse_window, span
 
 if TYPE_CHECKING:  # the statistics stack loads only when check runs, not for every perfsentinel command
-    from analyzer.check import CheckOptions, CheckResult
+    from analyzer.check import CheckOptions
+    from analyzer.reports.model import Report
 
 STORED = "stored"
 TESTS = ("mannwhitney", "welch", "ks")  # analyzer.stats.TESTS, repeated so --help stays light
@@ -174,12 +175,12 @@ def run_check(args: argparse.Namespace, config: Config) -> int:
         if pool is not None:
             pool.close()
     report = from_check(result)
-    print_summary(result, sys.stderr if args.format and not args.report else sys.stdout)
+    print_summary(report, sys.stderr if args.format and not args.report else sys.stdout)
     write_requested(args, report)
     return result.exit_code
 
 
-def write_requested(args: argparse.Namespace, report) -> None:
+def write_requested(args: argparse.Namespace, report: Report) -> None:
     from analyzer.reports import write_reports
 
     if args.report or args.format:
@@ -187,12 +188,11 @@ def write_requested(args: argparse.Namespace, report) -> None:
             print(f"report: {path}", file=sys.stderr)
 
 
-def print_summary(result: CheckResult, out) -> None:
+def print_summary(report: Report, out: TextIO) -> None:
+    """One line per series that did not pass, the target errors, and the verdict."""
     from analyzer.check import PASS
-    from analyzer.reports.build import from_check
     from analyzer.reports.text import item_headline
 
-    report = from_check(result)
     for item in report.worst_first():
         if item.verdict != PASS:
             out.write(item_headline(item) + "\n")
@@ -200,5 +200,5 @@ def print_summary(result: CheckResult, out) -> None:
         out.write(f"{error['target']}: {error['kind']}: {error['message']}\n")
     counts = ", ".join(f"{n} {v}" for v, n in report.counts().items() if n) or "no series"
     out.write(
-        f"perfsentinel check: {report.verdict.upper()} (exit {result.exit_code}): {counts} in {report.duration:.1f} s\n"
+        f"perfsentinel check: {report.verdict.upper()} (exit {report.exit_code}): {counts} in {report.duration:.1f} s\n"
     )

@@ -338,3 +338,47 @@ def test_baseline_window_parsing():
 def test_baseline_overlapping_the_candidate_is_a_usage_error(tmp_path):
     config = _config(tmp_path, f"http://127.0.0.1:{free_port()}", [LATENCY])
     assert _check(config, "--baseline", "now-7d:now-30m") == 2
+
+
+def test_exit_code_precedence_is_usage_then_regression_then_undecided():
+    from analyzer.check import FAIL, UNDECIDED, CheckOptions, CheckResult, SeriesCheck, TargetError, exit_code
+    from analyzer.timewindows import parse_window
+
+    def result(verdicts: list[str], errors: list[str], policy: str = "fail") -> int:
+        options = CheckOptions("window", parse_window("now-1h:now", END), undecided=policy)
+        run = CheckResult(options, END, series=[SeriesCheck("t", {"i": str(i)}, v) for i, v in enumerate(verdicts)])
+        run.errors = [TargetError("t", kind, "") for kind in errors]
+        return exit_code(run)
+
+    assert result([FAIL, UNDECIDED], ["query_failed"]) == 2
+    assert result([FAIL, UNDECIDED], ["prometheus_unavailable"]) == 1
+    assert result(["pass", UNDECIDED], []) == 3
+    assert result(["pass", UNDECIDED], [], policy="pass") == 0
+    assert result([], []) == 3  # nothing checked is not a pass
+    assert result(["pass", "warn"], []) == 0
+
+
+def test_baseline_level_for_mostly_zero_and_all_zero_baselines():
+    from analyzer.check import baseline_level
+
+    assert baseline_level(np.array([0.2, 0.3, 0.25])) == 0.25
+    assert baseline_level(np.array([0.0, 0.0, 0.0, 0.4])) == pytest.approx(0.1)  # error rate: mean magnitude
+    assert np.isnan(baseline_level(np.zeros(10)))
+
+
+def test_selector_injection_covers_aggregations_ranges_and_grouping():
+    from analyzer.selectors import inject_matchers, parse_matchers
+
+    version = parse_matchers('version="1.5.0"')
+    query = 'histogram_quantile(0.95, sum by (le) (rate(http_seconds_bucket{job="api"}[5m]))) / on() group_left up'
+    assert inject_matchers(query, version) == (
+        "histogram_quantile(0.95, sum by (le) (rate(http_seconds_bucket"
+        '{job="api",version="1.5.0"}[5m]))) / on() group_left '
+        'up{version="1.5.0"}'
+    )
+    assert inject_matchers('x offset 1h > 0.5e3 and {__name__="y"}', version) == (
+        'x{version="1.5.0"} offset 1h > 0.5e3 and {__name__="y",version="1.5.0"}'
+    )
+    assert inject_matchers('a{l="}{"}', version) == 'a{l="}{",version="1.5.0"}'  # braces inside strings
+    with pytest.raises(ValueError):
+        parse_matchers("version=1.5.0")  # unquoted value

@@ -1,0 +1,122 @@
+"""Shard sizing benchmark: what one analyzer pod handles, measured end to end against a real local Prometheus.
+
+    python3 bench/shards.py [--series 300] [--model stl] [--workers 2] [--shards 1,2,4]
+
+Backfills ``--series`` 28-day, 5-minute series, then for each shard count runs every shard's refit (query_range
++ fits in a pool of ``--workers`` processes, as one pod does) and score one after another, and prints per shard:
+series owned, refit seconds (of which reading from Prometheus) and score seconds. Every shard reads all series
+of a target and keeps its own (the hash is computed on the labels Prometheus returns), so the read cost is per
+series of the fleet and the fit cost per series owned; from both it prints the shard count that keeps a refit
+within half of ``refit_every``, which is how the README chooses ``shards``. Prints figures; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from analyzer.config import build_config
+from analyzer.fitting import FitPool
+from analyzer.localprom import BackfillSeries, LocalPrometheus
+from analyzer.pipeline import Analyzer
+from analyzer.reader import PrometheusReader
+from analyzer.sharding import Shard
+from analyzer.synthetic import generate
+
+STEP = 300.0
+DAYS = 28
+
+
+def fleet(count: int, end: float) -> list[BackfillSeries]:
+    series = []
+    for i in range(count):
+        data = generate(days=DAYS + 1, step=STEP, level=0.1 + 0.01 * (i % 50), seed=i, end=end)
+        labels = {"job": f"svc-{i % 17}", "instance": f"10.0.{i // 250}.{i % 250}:8080"}
+        series.append(BackfillSeries("bench_latency_seconds", labels, data.timestamps, data.values))
+    return series
+
+
+class TimedReader(PrometheusReader):
+    """Adds up the time spent in query_range (HTTP, Prometheus' work, JSON parsing, gridding)."""
+
+    query_seconds = 0.0
+
+    def query_range(self, query: str, start: float, end: float, step: float) -> list:
+        started = time.perf_counter()
+        try:
+            return super().query_range(query, start, end, step)
+        finally:
+            self.query_seconds += time.perf_counter() - started
+
+
+def run_shard(config, shard: Shard, workers: int, now: float) -> tuple[int, float, float, float]:
+    """(series owned, refit seconds, of which reading, score seconds)."""
+    pool = FitPool(workers)
+    reader = TimedReader(config.prometheus)
+    try:
+        analyzer = Analyzer(config, reader, pool=pool, shard=shard, clock=lambda: now)
+        started = time.perf_counter()
+        analyzer.refit(now)
+        refit = time.perf_counter() - started
+        read = reader.query_seconds
+        started = time.perf_counter()
+        snapshot = analyzer.score(now)
+        score = time.perf_counter() - started
+    finally:
+        pool.close()
+    return len(snapshot.results), refit, read, score
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=300)
+    parser.add_argument("--model", default="stl")
+    parser.add_argument("--workers", type=int, default=2, help="fit processes per pod (the chart's fit_workers)")
+    parser.add_argument("--shards", default="1,2,4")
+    parser.add_argument("--refit-every", type=float, default=3600.0)
+    args = parser.parse_args()
+
+    end = np.floor(1_767_571_200.0 / STEP) * STEP
+    workdir = Path(tempfile.mkdtemp(prefix="perfsentinel-bench-shards-"))
+    prometheus = LocalPrometheus(workdir, retention="400d")
+    started = time.perf_counter()
+    prometheus.backfill(fleet(args.series, end))
+    print(f"backfilled {args.series} series x {DAYS + 1} days in {time.perf_counter() - started:.1f} s")
+    with prometheus:
+        config = build_config({
+            "prometheus": {"url": prometheus.url, "timeout": "120s"},
+            "schedule": {"fit_workers": args.workers},
+            "targets": [{"name": "lat", "query": "bench_latency_seconds", "model": args.model, "history": f"{DAYS}d"}],
+        })  # fmt: skip
+        print(f"model {args.model}, {args.workers} fit processes per pod, shards run one after another\n")
+        print(f"{'shards':>6} {'shard':>5} {'series':>7} {'refit s':>8} {'read s':>7} {'rest s':>7} {'score s':>8}")
+        read_per_series, rest_per_series = [], []
+        for count in [int(n) for n in args.shards.split(",")]:
+            for index in range(count):
+                owned, refit, read, score = run_shard(config, Shard(index, count), args.workers, end)
+                print(f"{count:>6} {index:>5} {owned:>7} {refit:>8.2f} {read:>7.2f} {refit - read:>7.2f} {score:>8.2f}")
+                read_per_series.append(read / args.series)  # every shard reads the whole target
+                rest_per_series.append((refit - read) / max(owned, 1))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    read_cost, fit_cost = float(np.median(read_per_series)), float(np.median(rest_per_series))
+    budget = 0.5 * args.refit_every
+    print(
+        f"\nper pod refit seconds ~= {read_cost * 1000:.0f} ms x series of the target (read: every shard reads "
+        f"all of them)\n                       + {fit_cost * 1000:.0f} ms x series owned (fit, {args.workers} "
+        f"processes); peak RSS of this process {rss:.0f} MiB"
+    )
+    print(f"shards for a refit within half of refit_every={args.refit_every:.0f}s:")
+    for fleet_size in (1_000, 10_000, 20_000, 30_000):
+        spare = budget - read_cost * fleet_size
+        need = "not reachable by sharding alone" if spare <= 0 else max(1, math.ceil(fit_cost * fleet_size / spare))
+        print(f"  {fleet_size:>6,} series -> shards: {need}")
+
+
+if __name__ == "__main__":
+    main()

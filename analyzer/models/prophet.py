@@ -21,6 +21,7 @@ analyzer.fitting falls back to STL and records why.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,6 +133,11 @@ class ProphetModel(BaselineModel):
         timestamps, values = timestamps[observed], values[observed]
         local = local_seconds(timestamps, context.timezone)
         season = choose_seasonality(context.seasonality, float(timestamps[-1] - timestamps[0]) + context.step)
+        with warnings.catch_warnings():  # pandas deprecations inside Prophet, once per fit, say nothing useful
+            warnings.simplefilter("ignore")
+            return self._fit(timestamps, values, local, context, season)
+
+    def _fit(self, timestamps, values, local, context: FitContext, season: Seasonality) -> FittedProphet:
         prophet = self._fitted(*bucket_means(local, values, self.options.fit_resolution), season)
         fitted = self._predict(prophet, local)
         residual_scale = robust_scale(values - fitted["yhat"].to_numpy())

@@ -138,6 +138,8 @@ def test_manifests_are_valid_kubernetes_objects(config: str) -> None:
         ({"persistence": {"enabled": True, "size": "lots"}}, "/persistence/size"),
         ({"prometheusAuth": {"bearerToken": {"secretName": "s", "token": "inline-secret"}}}, "token"),
         ({"serviceMonitr": {"enabled": True}}, "serviceMonitr"),
+        ({"config": {"prometheus": {"bearer_token": "inline-secret"}}}, "/config/prometheus"),
+        ({"config": {"prometheus": {"basic_auth": {"username": "u", "password": "inline"}}}}, "basic_auth"),
     ],
 )
 def test_values_schema_refuses_bad_values(values: dict[str, Any], message: str) -> None:

@@ -28,6 +28,7 @@ from analyzer.check import Checker
 from analyzer.checkcmd import check_options
 from analyzer.cli import parser
 from analyzer.config import load_config
+from analyzer.fitting import FitPool
 from analyzer.localprom import BackfillSeries, LocalPrometheus
 from analyzer.reader import PrometheusReader
 from analyzer.reports import write_reports
@@ -67,8 +68,6 @@ def run_check(config_path: Path, report_dir: Path, extra: list[str], truth: set[
             str(config_path),
             "--now",
             "2026-01-05T00:00:00Z",
-            "--baseline",
-            "now-7d:now-1h",
             "--candidate",
             "now-1h:now",
             *extra,
@@ -77,7 +76,12 @@ def run_check(config_path: Path, report_dir: Path, extra: list[str], truth: set[
     config = load_config(args.config)
     started = time.perf_counter()
     options = check_options(args, END)
-    result = Checker(config, PrometheusReader(config.prometheus), options).run()
+    pool = FitPool(config.schedule.fit_workers) if options.mode == "stored" else None
+    try:
+        result = Checker(config, PrometheusReader(config.prometheus), options, pool).run()
+    finally:
+        if pool is not None:
+            pool.close()
     checked = time.perf_counter()
     write_reports(from_check(result), report_dir, None)
     written = time.perf_counter()
@@ -100,6 +104,7 @@ def main() -> None:
     cli.add_argument("--series", type=int, default=20)
     cli.add_argument("--regressed", type=float, default=0.05)
     cli.add_argument("--keep", type=Path, help="work directory to keep (default: a temporary one)")
+    cli.add_argument("--stored", action="store_true", help="also time stored mode (fits 1,000 STL baselines)")
     args = cli.parse_args()
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="perfsentinel-bench-check-"))
     series, hits = make_series(args.targets, args.series, args.regressed)
@@ -118,8 +123,15 @@ def main() -> None:
     with prometheus:
         config_path.write_text(yaml.safe_dump({"prometheus": {"url": prometheus.url}, "targets": targets}))
         print(f"{args.targets} targets x {args.series} series, {len(hits)} with a +30% step (ground truth)")
-        for label, extra in (("mannwhitney (default)", []), ("welch", ["--test", "welch"])):
-            figures = run_check(config_path, workdir / f"report-{extra[-1] if extra else 'default'}", extra, hits)
+        runs = [
+            ("window, mannwhitney (default)", "default", ["--baseline", "now-7d:now-1h"]),
+            ("window, welch", "welch", ["--baseline", "now-7d:now-1h", "--test", "welch"]),
+            ("window, shift:1d,2d,3d,7d", "shift", ["--baseline", "shift:1d,2d,3d,7d"]),
+        ]
+        if args.stored:
+            runs.append(("stored, fitted here on 6d", "stored", ["--baseline", "stored", "--history", "6d"]))
+        for label, name, extra in runs:
+            figures = run_check(config_path, workdir / f"report-{name}", extra, hits)
             print(
                 f"check [{label}]: "
                 + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())

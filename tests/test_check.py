@@ -382,3 +382,26 @@ def test_selector_injection_covers_aggregations_ranges_and_grouping():
     assert inject_matchers('a{l="}{"}', version) == 'a{l="}{",version="1.5.0"}'  # braces inside strings
     with pytest.raises(ValueError):
         parse_matchers("version=1.5.0")  # unquoted value
+
+
+@pytest.mark.integration
+def test_once_writes_reports_and_format_alone_prints_to_stdout(prometheus, tmp_path, capsys):
+    """Wiring of --report/--format on once (the data lies in the past, so the snapshot has no series)."""
+    config = _config(tmp_path, prometheus.url, [LATENCY])
+    assert (
+        main(["once", "--config", config, "--report", str(tmp_path / "r"), "--format", "json", "--format", "junit"])
+        == 0
+    )
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["junit.xml", "report.json"]
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["kind"] == "once"
+    capsys.readouterr()
+    assert main(["once", "--config", config, "--format", "markdown"]) == 0
+    assert capsys.readouterr().out.startswith("### Perf Sentinel once")
+
+
+def test_check_format_alone_prints_the_report_and_the_summary_to_stderr(tmp_path, capsys):
+    config = _config(tmp_path, f"http://127.0.0.1:{free_port()}", [LATENCY])
+    assert _check(config, "--baseline", "now-7d:now-1h", "--format", "json") == 3
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["verdict"] == "undecided"
+    assert "perfsentinel check: UNDECIDED (exit 3)" in captured.err

@@ -21,6 +21,7 @@ Prometheus rejects), 3 could not decide (Prometheus unreachable, insufficient da
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -309,6 +310,7 @@ class Checker:
         self.options = options
         self.pool = pool
         self.clock = clock
+        self._pool_lock = threading.Lock()
 
     def targets(self) -> list[TargetConfig]:
         wanted = set(self.options.targets)
@@ -460,7 +462,8 @@ class Checker:
         if len(requests) <= IN_PROCESS_FITS or self.pool is None:  # starting worker processes costs seconds
             outcomes = FitPool(workers=1).fit_all(requests, self.config.schedule.fit_timeout, NullTelemetry())
         else:
-            outcomes = self.pool.fit_all(requests, self.config.schedule.fit_timeout, NullTelemetry())
+            with self._pool_lock:  # targets are read in threads; one batch at a time goes to the shared pool
+                outcomes = list(self.pool.fit_all(requests, self.config.schedule.fit_timeout, NullTelemetry()))
         fitted = {}
         for outcome in outcomes:
             if outcome.baseline is None:

@@ -291,7 +291,7 @@ PROPHET_FIELDS = {
     "seasonality_mode": Field(choice("additive", "multiplicative"), "additive"),
     "uncertainty_samples": Field(number(0, 2000, integer=True), 0),
     "fit_timeout": Field(as_duration, 60.0),
-    "fit_resolution": Field(as_duration, 900.0),
+    "fit_resolution": Field(as_duration, 1800.0),
 }
 
 

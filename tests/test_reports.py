@@ -211,6 +211,7 @@ def test_markdown_caps_the_table_for_large_runs():
     text = markdown.render(from_check(_run(shifts)), max_rows=25)
     assert sum(1 for line in text.splitlines() if line.startswith("| :x:")) == 25
     assert "... and 35 more not passing" in text
+    assert "recommendations for 35 more series are in the HTML and JSON reports" in text
 
 
 def test_html_embeds_one_plot_per_regressed_series_and_is_self_contained():

@@ -56,7 +56,7 @@ def _row(item: ReportItem) -> str:
     return "| " + " | ".join(_cell(c) for c in cells) + " |"
 
 
-def render(report: Report, max_rows: int = 25, max_recommended: int = 10) -> str:
+def render(report: Report, max_rows: int = 25, max_recommended: int = 25) -> str:
     counts = report.counts()
     lines = [f"### Perf Sentinel {report.kind}: {HEADLINES.get(report.verdict, report.verdict)}", ""]
     lines.append(", ".join(f"**{n}** {v}" for v, n in counts.items() if n) or "no series checked")
@@ -86,6 +86,11 @@ def render(report: Report, max_rows: int = 25, max_recommended: int = 10) -> str
         if len(ordered) > max_rows:
             lines.append(f"\n... and {len(ordered) - max_rows} more not passing (see the JSON or HTML report).")
     lines += _recommendations(ordered[:max_recommended])
+    advised = sum(1 for i in ordered if i.recommendations)
+    if advised > max_recommended:
+        lines.append(
+            f"\n... recommendations for {advised - max_recommended} more series are in the HTML and JSON reports."
+        )
     if passed:
         lines += [
             "",

@@ -18,6 +18,9 @@ TABLE_COLUMNS = (
     "lower",
     "upper",
     "anomaly_score",
+    "verdict",
+    "change_pct",
+    "q_value",
 )
 
 
@@ -38,7 +41,8 @@ def table_rows(snapshot: Snapshot) -> list[list[str]]:
     for result in sorted(snapshot.results, key=lambda r: -(r.anomaly_score or 0.0)):
         rows.append([result.target, series_key(result.labels), result.status, result.reason or "-",
                      *(_cell(v) for v in (result.value, result.expected, result.lower, result.upper,
-                                          result.anomaly_score))])  # fmt: skip
+                                          result.anomaly_score, result.verdict, result.change_pct,
+                                          result.q_value))])  # fmt: skip
     return rows
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as st
 
-from analyzer.changepoint import best_split
+from analyzer.changepoint import ChangePoint, best_split
 from analyzer.models.base import Reference
 from analyzer.stats import (
     DEFAULT_TEST,
@@ -90,6 +90,7 @@ class VerdictState:
     clear_streak: int = 0  # consecutive evaluations without one, while a verdict stands
     verdict: str = NONE  # the standing tier: none | minor | significant | critical
     start: float | None = None
+    warmed: bool = False  # the evaluations before the first one were replayed from the read window
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def assess(
     drift = drift_score(residuals[in_drift], reference, settings.direction)
     recent, start = residuals[in_drift], None
     split = best_split(residuals, settings.direction, MIN_SEGMENT)
-    if split is not None and split.p_value < SPLIT_P_VALUE:
+    if split is not None and split.p_value < SPLIT_P_VALUE and _leaves_normal(split, reference):
         start = float(timestamps[split.index])
         after = residuals[split.index :]
         if np.isfinite(after).sum() >= 2 * MIN_SEGMENT:
@@ -165,6 +166,13 @@ def assess(
     except InsufficientData as exc:
         return Evidence(drift_score=drift, reason=f"{FEW_RECENT}: {exc}")
     return Evidence(drift, comparison, start, level)
+
+
+def _leaves_normal(split: ChangePoint, reference: Reference) -> bool:
+    """The split is a departure from the baseline's normal level (its "before" segment is closer to the
+    reference median than to the "after" segment), not a wiggle inside an already changed level."""
+    normal = float(np.median(reference.residuals))
+    return abs(split.before_mean - normal) < 0.5 * abs(split.after_mean - split.before_mean)
 
 
 def decide(evidence: Evidence, q_value: float | None, state: VerdictState, settings: RegressionSettings) -> Verdict:
@@ -287,3 +295,22 @@ def replay(
         evidence = assess(times[window], residuals[window], expected[window], reference, settings)
         verdicts[int(row)] = decide(evidence, None, state, settings)
     return verdicts
+
+
+def warm_up(
+    timestamps: np.ndarray,
+    residuals: np.ndarray,
+    expected: np.ndarray,
+    reference: Reference | None,
+    settings: RegressionSettings,
+    state: VerdictState,
+) -> None:
+    """A series seen for the first time (service start, ``once``) has no persistence history: replay the
+    ``persistence - 1`` evaluations before the last sample from the window already read, so one run can give
+    a verdict on a change that has lasted long enough."""
+    if state.warmed:
+        return
+    state.warmed = True
+    observed = np.flatnonzero(np.isfinite(residuals))[:-1]
+    rows = observed[-(settings.persistence - 1) :] if settings.persistence > 1 else observed[:0]
+    replay(timestamps, residuals, expected, rows, reference, settings, state)

@@ -33,6 +33,29 @@ class SeriesResult:
     model: str | None = None
     seasonality: str | None = None
     note: str = ""
+    # regression verdict (analyzer.regression); None when not evaluated
+    drift_score: float | None = None
+    verdict: str | None = None  # none | potential | minor | significant | critical | insufficient_data
+    severity: int | None = None  # 0 none/potential, 1 minor, 2 significant, 3 critical
+    change_pct: float | None = None  # worse-signed, % of the expected value
+    change_ci_low: float | None = None
+    change_ci_high: float | None = None
+    p_value: float | None = None  # raw p-value of the configured test
+    q_value: float | None = None  # Benjamini-Hochberg adjusted over the run
+    effect_size: float | None = None  # Hedges' g, worse-signed
+    confidence: float | None = None  # 1 - q_value
+    regression_start: float | None = None
+    regression_event: str | None = None
+    verdict_reason: str = ""
+    trend: str | None = None  # improving | stable | degrading | volatile
+    trend_p_value: float | None = None
+    projected_change_pct: float | None = None  # over the next day, worse-signed
+    # the baseline scored against (analyzer.lifecycle); None without a baseline
+    baseline_version: int | None = None
+    baseline_age_seconds: float | None = None
+    baseline_reason: str | None = None  # initial | refresh | scheduled | improvement | accepted | reset
+    baseline_trained_from: float | None = None
+    baseline_trained_to: float | None = None
 
     def to_json(self) -> dict:
         return {key: _json_number(value) for key, value in asdict(self).items()}

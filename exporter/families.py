@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from analyzer.results import STATUSES, SeriesResult, Snapshot
 
 PREFIX = "perfsentinel_"
-RESERVED_LABELS = ("target", "bound", "status", "reason")
+RESERVED_LABELS = ("target", "bound", "status", "reason", "event")
 
 
 @dataclass
@@ -63,6 +63,21 @@ SERIES_FIELDS: list[SeriesField] = [
     SeriesField("observed_value", "The latest sample the scores were computed from.", lambda r: r.value),
     SeriesField("observed_timestamp_seconds", "Unix time of the latest sample that was scored.",
                 lambda r: r.timestamp),
+    SeriesField("drift_score", "Shift of the median residual over the drift window from the baseline's reference "
+                "residuals, in robust-scale units; positive is worse (absolute for direction both).",
+                lambda r: r.drift_score),
+    SeriesField("regression_severity", "Standing regression verdict: 0 none (or potential), 1 minor, "
+                "2 significant, 3 critical.", lambda r: r.severity),
+    SeriesField("regression_change_ratio", "Change of the recent level vs the baseline as a ratio of the expected "
+                "value; positive is worse.", lambda r: None if r.change_pct is None else r.change_pct / 100.0),
+    SeriesField("regression_p_value", "p-value of the configured test (default Mann-Whitney U) of recent vs "
+                "reference residuals, one-sided toward worse.", lambda r: r.p_value),
+    SeriesField("regression_effect_size", "Hedges' g of recent vs reference residuals; positive is worse.",
+                lambda r: r.effect_size),
+    SeriesField("regression_confidence", "1 minus the Benjamini-Hochberg adjusted p-value over the run.",
+                lambda r: r.confidence),
+    SeriesField("regression_start_timestamp_seconds", "Estimated start (change point) of the standing regression.",
+                lambda r: r.regression_start),
 ]  # fmt: skip
 
 
@@ -72,6 +87,8 @@ def series_families(results: Iterable[SeriesResult]) -> list[Family]:
     status = Family(PREFIX + "series_status", "1 for the current status of a series (ok|insufficient_data|"
                     "error) with its reason.")  # fmt: skip
     appenders = [(family.samples.append, spec.value) for family, spec in zip(singles, SERIES_FIELDS, strict=True)]
+    event = Family(PREFIX + "regression_event_info", "1 for the nearest event of the target's events query "
+                   "at or before the start of the standing regression (a likely cause).")  # fmt: skip
     add_expected, add_status = expected.samples.append, status.samples.append
     for result in results:
         body = label_body(series_labels(result))
@@ -84,7 +101,9 @@ def series_families(results: Iterable[SeriesResult]) -> list[Family]:
             add_expected((body + ',bound="lower"', result.lower))
             add_expected((body + ',bound="upper"', result.upper))
         add_status((f'{body},status="{result.status}",reason="{escape(result.reason)}"', 1.0))
-    return [*singles, expected, status]
+        if result.regression_event:
+            event.samples.append((f'{body},event="{escape(result.regression_event)}"', 1.0))
+    return [*singles, expected, status, event]
 
 
 def summary_families(snapshot: Snapshot) -> list[Family]:
@@ -105,4 +124,6 @@ def summary_families(snapshot: Snapshot) -> list[Family]:
 
 
 def snapshot_families(snapshot: Snapshot) -> list[Family]:
-    return [*series_families(snapshot.results), *summary_families(snapshot)]
+    from exporter.baselines import baseline_families  # it builds on this module's helpers
+
+    return [*series_families(snapshot.results), *baseline_families(snapshot.results), *summary_families(snapshot)]

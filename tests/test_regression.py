@@ -1,0 +1,154 @@
+"""Regression verdicts on generated seasonal series with known steps (fixed seeds): detection, non-detection,
+tiers, persistence and the start-time estimate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analyzer.changepoint import best_split
+from analyzer.models import FitContext
+from analyzer.models.base import attach_reference
+from analyzer.models.stl import STLModel
+from analyzer.regression import (
+    NONE,
+    POTENTIAL,
+    Evidence,
+    RegressionSettings,
+    VerdictState,
+    assess,
+    decide,
+    history_trend,
+    nearest_event,
+    replay,
+)
+from analyzer.stats import SeverityThresholds, compare_windows
+from analyzer.synthetic import generate, inject_drift, inject_step
+
+STEP = 300.0
+DAY = 86400.0
+HISTORY_DAYS = 28
+
+
+def scenario(size: float, direction: str = "lower_is_better", seed: int = 7, after: float = 6 * 3600.0,
+             hours: float = 12.0):  # fmt: skip
+    """A baseline fitted on 28 days, then ``hours`` evaluated with a step of ``size`` at ``after`` into them."""
+    series = generate(days=HISTORY_DAYS + hours / 24 + 0.01, seed=seed, noise=0.04)
+    fit_end = series.timestamps[0] + HISTORY_DAYS * DAY
+    start = fit_end + after
+    if size:
+        inject_step(series, start, size)
+    history = series.timestamps < fit_end
+    baseline = STLModel().fit(series.timestamps[history], series.values[history], FitContext(step=STEP))
+    attach_reference(baseline, series.timestamps[history], series.values[history])
+    expected = baseline.predict(series.timestamps).expected
+    settings = RegressionSettings(direction=direction)
+    rows = np.flatnonzero(~history)
+    verdicts = replay(series.timestamps, series.values - expected, expected, rows, baseline.reference, settings,
+                      VerdictState())  # fmt: skip
+    return series.timestamps, start, verdicts
+
+
+def first_detection(times, start, verdicts):
+    for row, verdict in sorted(verdicts.items()):
+        if verdict.severity > 0:
+            return times[row] - start, verdict
+    return None, None
+
+
+@pytest.mark.parametrize(("size", "tier"), [(0.10, "minor"), (0.20, "significant"), (0.50, "critical")])
+def test_a_latency_step_is_detected_within_an_hour_with_its_tier_and_start(size: float, tier: str) -> None:
+    times, start, verdicts = scenario(size)
+    delay, verdict = first_detection(times, start, verdicts)
+    assert delay is not None and 0 <= delay <= 3600
+    settled = verdicts[max(verdicts)]  # six hours later
+    assert settled.verdict == tier
+    assert abs(settled.change_pct - 100 * size) < 0.3 * 100 * size
+    assert settled.change_ci_low <= 100 * size <= settled.change_ci_high or abs(settled.change_pct - 100 * size) < 3
+    assert abs(settled.start - start) <= 2 * STEP
+    assert settled.q_value < 0.01 and settled.confidence > 0.99 and settled.effect_size > 0.5
+
+
+def test_no_verdict_on_seasonal_data_without_a_step() -> None:
+    for seed in (1, 2, 3):
+        times, start, verdicts = scenario(0.0, seed=seed, hours=24)
+        assert all(v.severity == 0 for v in verdicts.values()), seed
+
+
+def test_an_improvement_gives_no_verdict_for_a_one_sided_target() -> None:
+    times, start, verdicts = scenario(-0.3)
+    assert all(v.severity == 0 and v.verdict in (NONE, POTENTIAL) for v in verdicts.values())
+    assert verdicts[max(verdicts)].change_pct < -20  # reported, as an improvement (negative = better)
+
+
+def test_a_throughput_drop_is_worse_and_a_rise_is_not() -> None:
+    _, _, drop = scenario(-0.2, direction="higher_is_better")
+    assert drop[max(drop)].verdict == "significant" and drop[max(drop)].change_pct > 15
+    _, _, rise = scenario(0.2, direction="higher_is_better")
+    assert all(v.severity == 0 for v in rise.values())
+    _, _, both = scenario(0.2, direction="both")
+    assert both[max(both)].verdict == "significant"
+
+
+def test_persistence_holds_the_verdict_back_and_clears_it_after_n_evaluations() -> None:
+    rng = np.random.default_rng(2)
+    reference = rng.normal(0, 1, 800)
+    worse = Evidence(comparison=compare_windows(reference, rng.normal(4, 1, 24), 10.0, "lower_is_better"))
+    normal = Evidence(comparison=compare_windows(reference, rng.normal(0, 1, 24), 10.0, "lower_is_better"))
+    settings, state = RegressionSettings(direction="lower_is_better"), VerdictState()
+    published = [decide(e, None, state, settings).verdict for e in [worse] * 4 + [normal] * 3]
+    assert published == [POTENTIAL, POTENTIAL, "critical", "critical", "critical", "critical", NONE]
+
+
+def test_potential_when_the_change_is_large_but_not_yet_significant() -> None:
+    settings = RegressionSettings(direction="lower_is_better", alpha=1e-12)
+    rng = np.random.default_rng(5)
+    times = np.arange(72) * STEP
+    residuals = rng.normal(0, 1, 72)
+    residuals[-12:] += 2.0
+    from analyzer.models.base import Reference
+
+    reference = Reference(rng.normal(0, 1, 800), 1.0, 0.0)
+    evidence = assess(times, residuals, np.full(72, 10.0), reference, settings)
+    verdict = decide(evidence, None, VerdictState(), settings)
+    assert verdict.verdict == POTENTIAL and verdict.severity == 0 and verdict.change_pct > 5
+
+
+def test_insufficient_data_has_a_reason() -> None:
+    settings = RegressionSettings()
+    verdict = decide(assess(np.arange(10.0), np.zeros(10), np.ones(10), None, settings), None, VerdictState(),
+                     settings)  # fmt: skip
+    assert verdict.verdict == "insufficient_data" and verdict.reason == "no_reference_residuals"
+
+
+def test_change_point_estimate_is_deterministic_and_close() -> None:
+    rng = np.random.default_rng(11)
+    values = rng.normal(0, 1, 72)
+    values[40:] += 1.5
+    split = best_split(values, "lower_is_better")
+    assert abs(split.index - 40) <= 2 and split.p_value < 1e-4
+    assert best_split(values, "lower_is_better") == split
+    assert best_split(values, "higher_is_better").p_value > 0.05
+
+
+def test_history_trend_classifies_a_slow_degradation() -> None:
+    series = generate(days=21, seed=3, noise=0.02, weekend_dip=0.0)
+    inject_drift(series, series.timestamps[0], 0.3)  # +30% over three weeks
+    baseline = STLModel().fit(series.timestamps, series.values, FitContext(step=STEP, seasonality="daily"))
+    expected = baseline.predict(series.timestamps).expected
+    trend = history_trend(series.timestamps, series.values - expected, float(np.median(expected)), "lower_is_better",
+                          SeverityThresholds())  # fmt: skip
+    assert trend.trend == "degrading" and trend.p_value < 0.05 and 0.5 < trend.projected_change_pct < 3
+    flat = generate(days=21, seed=3, noise=0.02, weekend_dip=0.0)
+    expected = STLModel().fit(flat.timestamps, flat.values, FitContext(step=STEP)).predict(flat.timestamps).expected
+    trend = history_trend(flat.timestamps, flat.values - expected, float(np.median(expected)), "lower_is_better",
+                          SeverityThresholds())  # fmt: skip
+    assert trend.trend == "stable"
+
+
+def test_nearest_event_is_the_latest_before_the_start() -> None:
+    events = [(100.0, "v1"), (500.0, "v2"), (900.0, "v3")]
+    assert nearest_event(events, 600.0, 3600.0) == "v2"
+    assert nearest_event(events, 30.0, 3600.0) is None
+    assert nearest_event(events, 600.0, 50.0) is None
+    assert nearest_event(events, None, 3600.0) is None

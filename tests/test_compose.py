@@ -168,6 +168,16 @@ def test_alertmanager_config_is_the_example_routing_sent_to_the_logger() -> None
             assert hook["url"] == f"http://webhook-logger:9099/{receiver['name']}"
 
 
+def test_backfilled_history_carries_the_labels_of_the_live_scrape() -> None:
+    """demo-history's --labels must be the job and target Prometheus scrapes the workload under."""
+    command = compose()["services"]["demo-history"]["command"]
+    labels = dict(item.split("=", 1) for item in command[command.index("--labels") + 1].split(","))
+    scrape_configs = yaml.safe_load((COMPOSE_DIR / "prometheus.yml").read_text())["scrape_configs"]
+    jobs = {job["job_name"]: job for job in scrape_configs}
+    assert labels["instance"] in jobs[labels["job"]]["static_configs"][0]["targets"]
+    assert labels["instance"].endswith(":8000") and "0.0.0.0:8000" in compose()["services"]["demo-workload"]["command"]
+
+
 def test_grafana_provisioning_points_at_the_mounted_dashboards_and_prometheus() -> None:
     provisioning = COMPOSE_DIR / "grafana" / "provisioning"
     assert bind_mounts("grafana")["/etc/grafana/provisioning"] == str(provisioning.relative_to(REPO))
@@ -219,6 +229,14 @@ def test_build_context_holds_every_package_the_image_installs() -> None:
     assert {"pyproject.toml", "README.md"} <= allowed
     copied = set(re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M))
     assert {word for line in copied for word in line.split()} <= allowed
+
+
+def test_every_module_is_in_a_package_the_image_installs() -> None:
+    """The image gets only what `pip install .` packs: each folder of .py files must be a listed package."""
+    packages = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {str(p.parent.relative_to(REPO)).replace("/", ".") for top in packages if "." not in top
+               for p in (REPO / top).rglob("*.py") if "__pycache__" not in p.parts}  # fmt: skip
+    assert folders - packages == set(), "modules missing from the image: add their packages to pyproject.toml"
 
 
 @pytest.mark.integration

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from analyzer.config import build_config
+from analyzer.sharding import ordinal_from_hostname
 
 helm = pytest.importorskip("helm_python", reason="pip install -e '.[test]' (helm-python-sdk)")
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install -e '.[test]'")
@@ -193,6 +194,24 @@ def test_shards_make_a_statefulset_whose_pods_take_their_index_from_the_ordinal(
     assert [t["metadata"]["name"] for t in statefulset["spec"]["volumeClaimTemplates"]] == ["state"]
     headless = [s for s in by_kind(docs, "Service") if s["spec"].get("clusterIP") == "None"]
     assert [s["metadata"]["name"] for s in headless] == [statefulset["spec"]["serviceName"]]
+
+
+def test_long_release_names_keep_statefulset_and_pod_names_valid() -> None:
+    rendered = helm.Chart.load(CHART).render({"shards": 3}, name="a-very-long-release-name-for-the-analytics-team",
+                                             namespace="monitoring")  # fmt: skip
+    statefulset = one(manifests(rendered), "StatefulSet")
+    name = statefulset["metadata"]["name"]
+    assert len(name) <= 52 and not name.endswith("-")  # the controller-revision-hash label adds 11 characters
+    assert ordinal_from_hostname(f"{name}-2") == 2
+
+
+def test_helm_test_pod_checks_health_through_the_service() -> None:
+    docs = manifests(render({}))
+    pod = one(docs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    service = one(docs, "Service")
+    assert pod["spec"]["containers"][0]["command"][-1] == f"http://{service['metadata']['name']}:9977/healthz"
+    assert pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
 
 
 def test_pod_runs_non_root_read_only_without_capabilities_and_probes_health() -> None:

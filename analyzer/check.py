@@ -65,7 +65,7 @@ class CheckOptions:
     test: str = stats.DEFAULT_TEST
     thresholds: stats.SeverityThresholds = stats.SeverityThresholds()
     confidence_level: float = 0.95
-    max_points: int = 1000  # per series and window; the step grows to stay below
+    max_points: int = 500  # per series and window; the step grows to stay below (reading dominates the run)
     min_step: float = 15.0
     targets: tuple[str, ...] = ()  # empty: all enabled targets
     events: tuple[Event, ...] = ()

@@ -71,7 +71,7 @@ def add_check_arguments(check: argparse.ArgumentParser) -> None:
         help="a deployment or change, e.g. now-20m='deploy 1.5.0' (repeatable)",
     )
     check.add_argument("--events-query", help="PromQL whose value changes mark deployments, e.g. app_build_info")
-    check.add_argument("--max-points", type=int, default=1000, help="samples per series and window (default 1000)")
+    check.add_argument("--max-points", type=int, default=500, help="samples per series and window (default 500)")
     check.add_argument("--min-step", default="15s", help="finest query step (default 15s)")
     check.add_argument("--now", help="evaluate relative times against this instant instead of the clock")
     add_report_arguments(check)

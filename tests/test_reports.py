@@ -332,3 +332,9 @@ def test_once_report_carries_the_services_regression_verdict():
     assert item.verdict == WARN and item.severity == "significant" and item.statistics["change_pct"] == 21.0
     assert item.likely_cause.description == "deploy 1.5.0" and item.change_start == NOW - 1800
     assert "baseline accept" in item.recommendations[1].text
+
+
+def test_html_caps_the_number_of_plots_and_says_so():
+    text = html_report.render(from_check(_run({f"/r{i}": 0.3 for i in range(6)})), max_plots=2)
+    assert text.count("data:image/png;base64,") == 2
+    assert "Plots for the 2 worst of 6 regressed series." in text

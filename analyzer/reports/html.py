@@ -21,7 +21,7 @@ from analyzer.reports.model import Report, ReportItem
 from analyzer.reports.text import change_text, item_headline, number, p_value
 from analyzer.timewindows import rfc3339
 
-MAX_PLOTS = 30  # plots for the worst 30 regressed series (about 0.1 s and 40 kB each); the rest get text only
+MAX_PLOTS = 50  # plots for the worst 50 regressed series (0.1-0.2 s and about 50 kB each); the rest get text only
 COLOURS = {FAIL: "#c62828", WARN: "#ef6c00", UNDECIDED: "#6d6d6d", PASS: "#2e7d32"}
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em;color:#222;max-width:1200px}

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as st
+from scipy import special
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,22 @@ def split_statistics(values: np.ndarray, min_size: int) -> tuple[np.ndarray, np.
     return positions, np.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def welch_p_value(before: np.ndarray, after: np.ndarray, direction: str) -> float:
+    """Welch's t-test of after vs before, one-sided toward worse (two-sided for both). Computed from the
+    statistic with scipy.special, because ``scipy.stats.ttest_ind``'s argument handling costs ~0.5 ms a call."""
+    v1, v2 = before.var(ddof=1) / before.size, after.var(ddof=1) / after.size
+    se = math.sqrt(v1 + v2)
+    if se == 0:
+        return 1.0
+    t = float(after.mean() - before.mean()) / se
+    df = (v1 + v2) ** 2 / (v1**2 / (before.size - 1) + v2**2 / (after.size - 1))
+    if direction == "lower_is_better":
+        return float(special.stdtr(df, -t))
+    if direction == "higher_is_better":
+        return float(special.stdtr(df, t))
+    return float(2.0 * special.stdtr(df, -abs(t)))
+
+
 def best_split(values: np.ndarray, direction: str = "both", min_size: int = 3) -> ChangePoint | None:
     """The most likely start of a change in the bad direction, or None when the window is too short or flat.
 
@@ -61,10 +77,9 @@ def best_split(values: np.ndarray, direction: str = "both", min_size: int = 3) -
     best = int(np.argmax(signed))
     k = int(positions[best])
     before, after = x[:k], x[k:]
-    alternative = {"lower_is_better": "greater", "higher_is_better": "less"}.get(direction, "two-sided")
     if np.ptp(x) == 0:
         return None
-    p_value = float(st.ttest_ind(after, before, equal_var=False, alternative=alternative).pvalue)
+    p_value = welch_p_value(before, after, direction)
     return ChangePoint(
         index=int(finite[k]),
         t_statistic=float(signed[best]),

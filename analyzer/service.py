@@ -2,7 +2,9 @@
 
 Each job has ``max_instances=1`` and ``coalesce=True``, so runs never overlap and a run that would start while
 the previous one is still going is skipped and counted (``perfsentinel_runs_total{outcome="skipped"}``).
-The refit runs first at start, then every ``refit_every``; scoring every ``score_every``. SIGTERM/SIGINT stop
+The refit pass runs first at start, then ``REFIT_SLICES`` times per ``refit_every``; each pass refits only the
+series whose slot in the interval came up (analyzer.lifecycle), so fits spread over the interval and a restart
+with stored baselines does not refit everything at once. Scoring runs every ``score_every``. SIGTERM/SIGINT stop
 the scheduler, cancel queued fits and return.
 """
 
@@ -19,6 +21,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from analyzer.lifecycle import REFIT_SLICES
 from analyzer.pipeline import Analyzer
 from analyzer.results import Snapshot
 from analyzer.telemetry import Telemetry
@@ -64,7 +67,10 @@ class Service:
     def start(self) -> None:
         schedule = self.analyzer.config.schedule
         self.scheduler.add_job(
-            self.refit_job, IntervalTrigger(seconds=schedule.refit_every), id="refit", next_run_time=_now()
+            self.refit_job,
+            IntervalTrigger(seconds=schedule.refit_every / REFIT_SLICES),
+            id="refit",
+            next_run_time=_now(),
         )
         self.scheduler.add_job(self.score_job, IntervalTrigger(seconds=schedule.score_every), id="score")
         self.scheduler.start()

@@ -1,0 +1,203 @@
+"""The SQLite baseline store: versions, serialisation, pins, pruning, bad files, and a restart that scores
+from stored baselines without refitting (against a real Prometheus)."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from analyzer.cli import main
+from analyzer.config import build_config
+from analyzer.fitting import FitPool
+from analyzer.lifecycle import Lifecycle, ShiftedBaseline, slot_fraction
+from analyzer.localprom import BackfillSeries
+from analyzer.models import FitContext, get_model
+from analyzer.models.base import attach_reference
+from analyzer.pipeline import Analyzer
+from analyzer.reader import PrometheusReader
+from analyzer.store import (
+    FORMAT_VERSION,
+    KEEP_VERSIONS,
+    STORE_FILE,
+    BaselineStore,
+    StoreError,
+    dump_baseline,
+    load_baseline,
+)
+from analyzer.synthetic import generate
+
+KEY = '{service="checkout"}'
+
+
+def fitted(model: str = "stl", seed: int = 0):
+    series = generate(days=9, seed=seed)
+    baseline = get_model(model).fit(series.timestamps, series.values, FitContext(300.0))
+    return attach_reference(baseline, series.timestamps, series.values), series
+
+
+def save(store: BaselineStore, baseline, created_at: float = 1000.0, reason: str = "initial") -> int:
+    store.touch_series("latency", KEY, {"service": "checkout"}, created_at)
+    return store.save("latency", KEY, baseline, fingerprint="f", quality={"mae": 0.1}, reason=reason,
+                      created_at=created_at)  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["stl", "mstl", "profile"])
+def test_serialised_baselines_predict_exactly_as_before(model):
+    baseline, series = fitted(model)
+    future = series.timestamps[-1] + 300.0 * np.arange(1, 4000)
+    again = load_baseline(dump_baseline(baseline))
+    assert type(again) is type(baseline)
+    for a, b in zip(baseline.predict(future).__dict__.values(), again.predict(future).__dict__.values(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(again.reference.residuals, baseline.reference.residuals)
+
+
+def test_shifted_baseline_round_trips():
+    baseline, series = fitted()
+    shifted = ShiftedBaseline(baseline, 0.05)
+    again = load_baseline(dump_baseline(shifted))
+    times = series.timestamps[-10:]
+    np.testing.assert_allclose(again.predict(times).expected, baseline.predict(times).expected + 0.05)
+    assert again.model == "stl" and again.trained_to == baseline.trained_to
+
+
+def test_versions_increment_one_is_active_and_old_ones_are_deleted_unless_pinned(tmp_path):
+    store = BaselineStore(tmp_path / STORE_FILE)
+    baseline, _ = fitted()
+    assert save(store, baseline) == 1
+    store.pin("latency", KEY, 1)
+    versions = [save(store, baseline, 1000.0 + i) for i in range(KEEP_VERSIONS + 3)]
+    assert versions[-1] == KEEP_VERSIONS + 4
+    kept = [v.version for v in store.versions("latency", KEY)]
+    assert kept[0] == 1  # pinned, so kept
+    assert len(kept) == KEEP_VERSIONS + 1
+    assert [v.version for v in store.versions("latency", KEY) if v.active] == [versions[-1]]
+    (active,) = store.active("latency")
+    assert active.baseline is not None and active.quality == {"mae": 0.1}
+
+
+def test_prune_forgets_series_not_seen_for_the_retention(tmp_path):
+    store = BaselineStore(tmp_path / STORE_FILE)
+    baseline, _ = fitted()
+    save(store, baseline, created_at=1000.0)
+    store.touch_series("latency", '{service="fresh"}', {"service": "fresh"}, 9000.0)
+    assert store.prune("latency", older_than=5000.0) == [KEY]
+    assert [s.key for s in store.series("latency")] == ['{service="fresh"}']
+    assert store.versions("latency", KEY) == []
+
+
+def test_a_file_that_is_not_sqlite_gives_a_clear_error_or_a_clean_rebuild(tmp_path):
+    path = tmp_path / STORE_FILE
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="is unusable"):
+        BaselineStore(path)
+    store = BaselineStore.open_or_rebuild(path)  # the service: move aside, start empty
+    assert store.series() == []
+    assert list(tmp_path.glob(f"{STORE_FILE}.corrupt-*"))
+    done = subprocess.run([sys.executable, "-m", "analyzer.cli", "baseline", "list", "--store", str(path)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "(no stored baselines)" in done.stdout
+
+
+def test_cli_reports_a_missing_or_corrupt_store_without_a_traceback(tmp_path):
+    missing = tmp_path / "none.sqlite"
+    command = [sys.executable, "-m", "analyzer.cli", "baseline", "list", "--store"]
+    done = subprocess.run([*command, str(missing)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "no baseline store" in done.stderr and "Traceback" not in done.stderr
+    assert not missing.exists()
+    corrupt = tmp_path / "bad.sqlite"
+    corrupt.write_bytes(b"\0garbage" * 500)
+    done = subprocess.run([*command, str(corrupt)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "unusable" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_newer_format_is_refused(tmp_path):
+    path = tmp_path / STORE_FILE
+    BaselineStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(FORMAT_VERSION + 1),))
+    with pytest.raises(StoreError, match="format"):
+        BaselineStore(path)
+
+
+def test_a_row_that_no_longer_decodes_is_skipped_and_refitted(tmp_path):
+    store = BaselineStore(tmp_path / STORE_FILE)
+    baseline, _ = fitted()
+    save(store, baseline)
+    store.db.execute("UPDATE baselines SET state = ?", (b"not zlib",))
+    (record,) = store.active("latency")
+    assert record.baseline is None
+    assert Lifecycle(store).load("latency") == []  # nothing to score from: the series is refitted
+
+
+def test_cli_list_show_accept_pin_reset(tmp_path, capsys):
+    store = BaselineStore(tmp_path / STORE_FILE)
+    baseline, _ = fitted()
+    save(store, baseline)
+    save(store, baseline, 2000.0, "refresh")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        code = main(["baseline", *args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    listed = run("list", "--store", str(store.path))
+    assert listed.returncode == 0 and KEY in listed.stdout and "refresh" in listed.stdout
+    shown = run("show", "--store", str(store.path), "latency", "service=checkout")
+    assert "v1" in shown.stdout and "* v2" in shown.stdout
+    assert run("accept", "--store", str(store.path), "latency", "service=checkout", "--note", "ok").returncode == 0
+    record = store.series_record("latency", KEY)
+    assert (record.pending_action, record.pending_note) == ("accept", "ok")
+    assert run("pin", "--store", str(store.path), "latency", KEY, "--version", "1").returncode == 0
+    assert [v.version for v in store.versions("latency", KEY) if v.active] == [1]
+    assert store.series_record("latency", KEY).pinned_version == 1
+    bad = run("pin", "--store", str(store.path), "latency", KEY, "--version", "9")
+    assert bad.returncode == 1 and "no stored version 9" in bad.stderr
+    assert run("reset", "--store", str(store.path), "latency", KEY).returncode == 0
+    assert store.versions("latency", KEY) == [] and store.series_record("latency", KEY).pending_action == "reset"
+    unknown = run("accept", "--store", str(store.path), "latency", "service=nope")
+    assert unknown.returncode == 1 and "match" in unknown.stderr
+
+
+@pytest.mark.integration
+def test_restart_scores_from_stored_baselines_without_refitting(start_prometheus, tmp_path):
+    now = np.floor(time.time() / 300.0) * 300.0
+    series = [generate(days=9, seed=seed, end=now) for seed in (1, 2, 3)]
+    prometheus = start_prometheus([BackfillSeries("latency_seconds", {"service": f"s{i}"}, s.timestamps, s.values)
+                                   for i, s in enumerate(series)])  # fmt: skip
+    config = build_config({"prometheus": {"url": prometheus.url}, "state_dir": str(tmp_path / "state"),
+                           "targets": [{"name": "latency", "query": "latency_seconds", "history": "8d"}]},
+                          env={})  # fmt: skip
+
+    class CountingTelemetry:
+        def __init__(self):
+            self.fits = 0
+
+        def fit_finished(self, model, outcome, seconds):
+            self.fits += 1
+
+        def __getattr__(self, name):
+            return lambda *args: None
+
+    first = Analyzer(config, PrometheusReader(config.prometheus), pool=FitPool(1))
+    first.refit(now)
+    before = {tuple(r.labels.items()): r for r in first.score(now).results}
+    assert all(r.status == "ok" and r.baseline_version == 1 for r in before.values())
+
+    telemetry = CountingTelemetry()
+    restarted = Analyzer(config, PrometheusReader(config.prometheus), telemetry, pool=FitPool(1))
+    after = {tuple(r.labels.items()): r for r in restarted.score(now + 60).results}  # no refit call at all
+    assert after.keys() == before.keys()
+    for labels, result in after.items():
+        assert result.status == "ok"
+        assert result.expected == pytest.approx(before[labels].expected)
+        assert result.baseline_version == 1 and result.baseline_age_seconds == pytest.approx(60.0)
+    # the first refit pass after a restart fits only the series whose slot in the interval came up meanwhile
+    restarted.refit(now + 120)
+    slots = [slot_fraction("latency", key) * 3600.0 for key in (f'{{service="s{i}"}}' for i in range(3))]
+    assert telemetry.fits == sum(1 for slot in slots if (now - slot) % 3600.0 > (now + 120 - slot) % 3600.0)

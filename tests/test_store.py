@@ -201,3 +201,24 @@ def test_restart_scores_from_stored_baselines_without_refitting(start_prometheus
     restarted.refit(now + 120)
     slots = [slot_fraction("latency", key) * 3600.0 for key in (f'{{service="s{i}"}}' for i in range(3))]
     assert telemetry.fits == sum(1 for slot in slots if (now - slot) % 3600.0 > (now + 120 - slot) % 3600.0)
+
+
+def test_baseline_families_are_promtool_clean_and_rename_clashing_labels(tmp_path):
+    import shutil
+
+    from analyzer.results import SeriesResult, Snapshot
+    from exporter.families import snapshot_families
+    from exporter.text import render
+
+    result = SeriesResult("latency", {"service": "checkout", "version": "1.2"}, "ok", "", 1.7e9, 0.3, 0.2, 0.1, 0.3,
+                          2.0, "stl", "weekly", baseline_version=3, baseline_age_seconds=120.0,
+                          baseline_reason="accepted", baseline_trained_from=1.69e9,
+                          baseline_trained_to=1.7e9)  # fmt: skip
+    text = render(snapshot_families(Snapshot(1.7e9, [result], []))).decode()
+    assert 'perfsentinel_baseline_age_seconds{service="checkout",version="1.2",target="latency"} 120.0' in text
+    assert ('perfsentinel_baseline_info{service="checkout",exported_version="1.2",target="latency",model="stl",'
+            'version="3",reason="accepted",trained_from="2023-07-22T04:26:40Z",trained_to="2023-11-14T22:13:20Z"} 1.0'
+            ) in text  # fmt: skip
+    if shutil.which("promtool"):
+        done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert done.returncode == 0, done.stdout + done.stderr

@@ -16,6 +16,7 @@ false positives).
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import tempfile
 import time
@@ -60,7 +61,15 @@ def make_series(
     return series, hits
 
 
-def run_check(config_path: Path, report_dir: Path, extra: list[str], truth: set[tuple[str, str]]) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (Linux /proc), so figures can be read apart from other load on the host."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_check(
+    config_path: Path, report_dir: Path, extra: list[str], truth: set[tuple[str, str]], prometheus_pid: int
+) -> dict[str, float]:
     args = parser().parse_args(
         [
             "check",
@@ -74,7 +83,7 @@ def run_check(config_path: Path, report_dir: Path, extra: list[str], truth: set[
         ]
     )
     config = load_config(args.config)
-    started = time.perf_counter()
+    started, cpu, prometheus_cpu = time.perf_counter(), time.process_time(), cpu_seconds(prometheus_pid)
     options = check_options(args, END)
     pool = FitPool(config.schedule.fit_workers) if options.mode == "stored" else None
     try:
@@ -82,9 +91,10 @@ def run_check(config_path: Path, report_dir: Path, extra: list[str], truth: set[
     finally:
         if pool is not None:
             pool.close()
-    checked = time.perf_counter()
+    checked, checked_cpu = time.perf_counter(), time.process_time()
+    checked_prometheus_cpu = cpu_seconds(prometheus_pid)
     write_reports(from_check(result), report_dir, None)
-    written = time.perf_counter()
+    written, written_cpu = time.perf_counter(), time.process_time()
     counts = {v: result.count(v) for v in ("fail", "warn", "undecided", "pass")}
     flagged = {(s.target, s.labels["series"]) for s in result.series if s.verdict == "fail"}
     counts["true_positives"], counts["false_positives"] = len(flagged & truth), len(flagged - truth)
@@ -92,8 +102,12 @@ def run_check(config_path: Path, report_dir: Path, extra: list[str], truth: set[
         "check_s": checked - started,
         "reports_s": written - checked,
         "total_s": written - started,
+        "check_cpu_s": checked_cpu - cpu,  # this process (all threads; fit workers not counted)
+        "prometheus_cpu_s": checked_prometheus_cpu - prometheus_cpu,
+        "reports_cpu_s": written_cpu - checked_cpu,
         "exit_code": result.exit_code,
         "series": len(result.series),
+        "load_average": os.getloadavg()[0],
         **counts,
     }
 
@@ -131,7 +145,7 @@ def main() -> None:
         if args.stored:
             runs.append(("stored, fitted here on 6d", "stored", ["--baseline", "stored", "--history", "6d"]))
         for label, name, extra in runs:
-            figures = run_check(config_path, workdir / f"report-{name}", extra, hits)
+            figures = run_check(config_path, workdir / f"report-{name}", extra, hits, prometheus.process.pid)
             print(
                 f"check [{label}]: "
                 + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items())

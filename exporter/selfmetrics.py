@@ -20,21 +20,21 @@ class SelfMetrics:
         Info("perfsentinel_build", "Perf Sentinel version.", registry=r).info({"version": __version__})
         self.runs = Counter(
             "perfsentinel_runs",
-            "Scheduled runs by job (score, refit) and outcome (success, failure, skipped).",
-            ["job", "outcome"],
+            "Scheduled runs by task (score, refit) and outcome (success, failure, skipped).",
+            ["task", "outcome"],
             registry=r,
         )
         self.run_duration = Histogram(
             "perfsentinel_run_duration_seconds",
             "Duration of scheduled runs.",
-            ["job"],
+            ["task"],
             buckets=RUN_BUCKETS,
             registry=r,
         )
         self.last_success = Gauge(
             "perfsentinel_last_success_timestamp_seconds",
-            "Unix time of the last successful run by job.",
-            ["job"],
+            "Unix time of the last successful run by task.",
+            ["task"],
             registry=r,
         )
         self.errors = Counter(
@@ -74,10 +74,10 @@ class SelfMetrics:
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
-        for job in ("score", "refit"):
+        for task in ("score", "refit"):
             for outcome in ("success", "failure", "skipped"):
-                self.runs.labels(job, outcome)
-            self.run_duration.labels(job)
+                self.runs.labels(task, outcome)
+            self.run_duration.labels(task)
         for outcome in ("success", "client_error", "server_error", "timeout", "connection_error"):
             self.requests.labels(outcome)
 
@@ -98,6 +98,8 @@ class SelfMetrics:
         self.fallbacks.labels(from_model, to_model).inc()
 
     def run_finished(self, job: str, outcome: str, seconds: float) -> None:
+        """``job`` is the scheduler's job (score, refit); it is exported as the ``task`` label so that it never
+        collides with the scrape's ``job`` label under ``honor_labels: true``."""
         self.runs.labels(job, outcome).inc()
         if outcome != "skipped":
             self.run_duration.labels(job).observe(seconds)

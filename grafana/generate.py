@@ -26,9 +26,8 @@ OUT = Path(__file__).resolve().parent / "dashboards"
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TAGS = ["perfsentinel"]
 
-# the `job` label of the analyzer's own metrics (score|refit) is renamed `exported_job` on scrape (honor_labels
-# false, the default); grouping by both keeps the panels right with honor_labels true as well
-RUN_JOB = "job, exported_job"
+# the analyzer's own run metrics label their scheduled task (score|refit) `task`, so the scrape's `job` stays intact
+RUN_JOB = "task"
 
 
 # ---------------------------------------------------------------- building blocks
@@ -242,10 +241,10 @@ def selfmonitoring() -> db.Dashboard:
         .with_panel(graph("Run duration p95", "95th percentile duration of score and refit runs.",
                           query("histogram_quantile(0.95, sum by (le, " + RUN_JOB + ") "
                                 f"(rate(perfsentinel_run_duration_seconds_bucket{{{INSTANCE}}}[5m])))",
-                                "{{exported_job}}"), unit="s", width=8))
+                                "{{task}}"), unit="s", width=8))
         .with_panel(graph("Runs by outcome", "Runs per minute by job and outcome (success, failure, skipped).",
                           query(f"sum by ({RUN_JOB}, outcome) (rate(perfsentinel_runs_total{{{INSTANCE}}}[5m])) "
-                                "* 60", "{{exported_job}} {{outcome}}"), width=8))
+                                "* 60", "{{task}} {{outcome}}"), width=8))
         .with_panel(graph("Age of the published analysis", "Seconds since the last successful score run "
                           "published its results.",
                           query(f"time() - perfsentinel_last_analysis_timestamp_seconds{{{INSTANCE}}}",

@@ -113,7 +113,7 @@ def test_run_service_serves_scores_and_stops_cleanly_on_sigterm(prometheus, tmp_
 
         def scored_twice():
             families = scrape(f"{base}/metrics")
-            runs = {(s.labels["job"], s.labels["outcome"]): s.value for s in families["perfsentinel_runs"].samples
+            runs = {(s.labels["task"], s.labels["outcome"]): s.value for s in families["perfsentinel_runs"].samples
                     if s.name.endswith("_total")}  # fmt: skip
             return families if runs[("score", "success")] >= 2 else None
 

@@ -168,9 +168,10 @@ def run_check(args: argparse.Namespace, config: Config) -> int:
     try:
         checker = Checker(config, PrometheusReader(config.prometheus), options, pool)
         try:
-            result = checker.run()
+            checker.targets()
         except ValueError as exc:  # unknown --target
             raise ConfigError("--target", str(exc)) from None
+        result = checker.run()
     finally:
         if pool is not None:
             pool.close()

@@ -33,6 +33,14 @@ th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top} 
 """
 
 
+LEGEND = (
+    '<p class="muted">Plots: <span style="color:#222">&#9473; observed</span>, '
+    '<span style="color:#1565c0">&#9473; expected</span>, <span style="color:#90caf9">&#9608; expected band</span>, '
+    '<span style="color:#888">&#9477; candidate window start</span>, <span style="color:#c62828">&#9473; change '
+    "start</span> (one legend for all plots: drawing a legend per plot costs a third of the plot's time)</p>"
+)
+
+
 def plot_png(plot: PlotData, title: str, change_start: float | None = None) -> str | None:
     """The plot as base64 PNG, or None without matplotlib."""
     try:
@@ -56,7 +64,6 @@ def plot_png(plot: PlotData, title: str, change_start: float | None = None) -> s
             axes.axvline(_time(change_start), color="#c62828", linewidth=1.5, label="change start")
         axes.set_title(title, fontsize=9)
         axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(axes.xaxis.get_major_locator()))
-        axes.legend(fontsize=7, loc="upper left")
         axes.grid(alpha=0.3)
         figure.subplots_adjust(left=0.07, right=0.99, top=0.9, bottom=0.14)  # tight_layout costs a full draw
         buffer = io.BytesIO()
@@ -178,7 +185,7 @@ def render(report: Report, with_plots: bool = True, max_plots: int = MAX_PLOTS) 
 <p>{html.escape(counts)}; exit code {report.exit_code}; {generated}.</p>
 <table>{settings}</table>
 {f"<h2>Errors</h2><ul>{errors}</ul>" if errors else ""}
-<h2>Regressed series</h2>{note}
+<h2>Regressed series</h2>{note}{LEGEND if flagged and with_plots else ""}
 {"".join(_section(i, with_plots and n < max_plots) for n, i in enumerate(flagged)) or '<p class="muted">None.</p>'}
 <h2>All series</h2>
 <table><tr>{header}</tr>{"".join(_row(i) for i in ordered)}</table>

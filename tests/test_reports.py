@@ -338,3 +338,18 @@ def test_html_caps_the_number_of_plots_and_says_so():
     text = html_report.render(from_check(_run({f"/r{i}": 0.3 for i in range(6)})), max_plots=2)
     assert text.count("data:image/png;base64,") == 2
     assert "Plots for the 2 worst of 6 regressed series." in text
+
+
+def test_junit_marks_undecided_as_skipped_when_undecided_passes(junit_schema):
+    from dataclasses import replace
+
+    from lxml import etree
+
+    run = _run(CLEAN, undecided=True)
+    run.options = replace(run.options, undecided="pass")
+    run.exit_code = exit_code(run)
+    text = junit.render(from_check(run))
+    junit_schema.assertValid(etree.fromstring(text.encode()))
+    root = ET.fromstring(text)
+    assert run.exit_code == 0 and root.find(".//error") is None
+    assert [c.get("name") for c in root.iter("testcase") if c.find("skipped") is not None] == ['{route="/new"}']

@@ -37,6 +37,11 @@ def add_report_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def add_check_arguments(check: argparse.ArgumentParser) -> None:
+    check.description = "Compare a candidate with a baseline per target and series; gate a CI pipeline."
+    check.epilog = (
+        "exit codes: 0 no regression at or above the gate, 1 gated regression or breached budget, 2 usage or "
+        "configuration error, 3 could not decide (Prometheus unreachable, insufficient data; --undecided pass: 0)"
+    )
     check.add_argument("--candidate", default="now-1h:now", help="candidate window START:END (default now-1h:now)")
     check.add_argument(
         "--baseline",
@@ -47,7 +52,12 @@ def add_check_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument("--baseline-selector", help='label matchers for the baseline, e.g. version="1.4.2"')
     check.add_argument("--candidate-selector", help='label matchers for the candidate, e.g. version="1.5.0"')
     check.add_argument("--history", help="stored mode: history to fit on (default: each target's history)")
-    check.add_argument("--fail-on", choices=GATE_TIERS, default="significant", help="lowest tier that fails the build")
+    check.add_argument(
+        "--fail-on",
+        choices=GATE_TIERS,
+        default="significant",
+        help="lowest tier that fails the build (default significant)",
+    )
     check.add_argument(
         "--undecided",
         choices=["fail", "pass"],

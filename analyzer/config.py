@@ -320,7 +320,7 @@ class TargetConfig:
     regression_window: float = 6 * 3600.0
     test: str = "mannwhitney"
     persistence: int = 3
-    fdr: float = 0.01
+    fdr: float = 0.0001
     severity: SeverityThresholds = SeverityThresholds()
     events_query: str | None = None
     update_strategy: str = "adaptive"
@@ -349,7 +349,7 @@ TARGET_FIELDS = {
     "regression_window": Field(as_duration, 6 * 3600.0),
     "test": Field(choice(*TESTS), "mannwhitney"),
     "persistence": Field(number(1, 1000, integer=True), 3),
-    "fdr": Field(number(1e-9, 0.5), 0.01),
+    "fdr": Field(number(1e-9, 0.5), 0.0001),
     "severity": Field(as_severity, SeverityThresholds()),
     "events_query": Field(as_optional_str),
     "update_strategy": Field(choice(*STRATEGIES), "adaptive"),

@@ -53,7 +53,7 @@ class RegressionSettings:
     regression_window: float = 6 * 3600.0
     test: str = DEFAULT_TEST
     persistence: int = 3
-    alpha: float = 0.01  # false discovery rate across the series of one run
+    alpha: float = 0.0001  # false discovery rate across the series of one run (see docs: measured)
     thresholds: SeverityThresholds = SeverityThresholds()
     event_lookback: float = 6 * 3600.0  # how long before the start an event still counts as a cause
 

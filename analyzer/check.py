@@ -37,7 +37,14 @@ from analyzer.models import FitContext, FittedBaseline
 from analyzer.models.base import attach_reference
 from analyzer.quality import insufficiency
 from analyzer.reader import PrometheusError, PrometheusReader, QueryError
-from analyzer.recommendations import Event, Situation, events_from_series, likely_cause, recommend
+from analyzer.recommendations import (
+    Event,
+    Situation,
+    events_from_series,
+    first_after,
+    likely_cause,
+    recommend,
+)
 from analyzer.selectors import Matcher, inject_matchers
 from analyzer.series import Series, series_key
 from analyzer.telemetry import NullTelemetry
@@ -549,7 +556,9 @@ class Checker:
             old = ",".join(map(str, options.baseline_matchers)) or "the baseline"
             new = ",".join(map(str, options.candidate_matchers)) or "the candidate"
             candidates.append(Event(options.candidate.start, f"version change {{{old}}} -> {{{new}}}", "selector"))
-        item.cause = likely_cause(candidates, item.change_start, step_for(options.candidate, options))
+        tolerance = step_for(options.candidate, options)
+        item.cause = likely_cause(candidates, item.change_start, tolerance)
+        later = None if item.cause else first_after(candidates, item.change_start, tolerance)
         budget = item.budget if item.budget is not None and not item.budget.passed else None
         item.recommendations = recommend(
             Situation(
@@ -562,6 +571,7 @@ class Checker:
                 budget.describe() if budget else None,
                 budget.suggestion() if budget else None,
                 "{" + ",".join(map(str, options.candidate_matchers)) + "}",
+                later,
             )
         )
 

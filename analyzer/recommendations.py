@@ -64,14 +64,20 @@ def events_from_series(series: Iterable[Series], query: str = "") -> list[Event]
 
 
 def likely_cause(events: Sequence[Event], change_start: float | None, tolerance: float) -> Event | None:
-    """The last event at or before the change start (plus ``tolerance`` for coarse steps), else the first
-    one after it."""
-    if change_start is None or not events:
+    """The last event at or before the change start (plus ``tolerance`` for coarse steps): a change cannot be
+    caused by something that happened after it."""
+    if change_start is None:
         return None
     before = [e for e in events if e.timestamp <= change_start + tolerance]
-    if before:
-        return max(before, key=lambda e: e.timestamp)
-    return min(events, key=lambda e: e.timestamp)
+    return max(before, key=lambda e: e.timestamp) if before else None
+
+
+def first_after(events: Sequence[Event], change_start: float | None, tolerance: float) -> Event | None:
+    """The first event after the change start, named when there is none before it."""
+    if change_start is None:
+        return None
+    after = [e for e in events if e.timestamp > change_start + tolerance]
+    return min(after, key=lambda e: e.timestamp) if after else None
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ class Situation:
     budget_text: str | None  # e.g. "mean 0.34 > max 0.3", when a budget is breached
     budget_suggestion: str | None  # e.g. "max to 0.35"
     candidate_selector: str = ""
+    later: Event | None = None  # the first event after the change start, when none came before it
 
 
 def recommend(situation: Situation) -> list[Recommendation]:
@@ -102,12 +109,19 @@ def _investigate(s: Situation) -> Recommendation:
             f"Likely cause: {s.cause.description} at {rfc3339(s.cause.timestamp)} "
             f"({when}). Investigate that change first.",
         )
-    start = f" around {rfc3339(s.change_start)}" if s.change_start is not None else ""
+    start = f" at {rfc3339(s.change_start)}" if s.change_start is not None else ""
+    later = ""
+    if s.later is not None and s.change_start is not None:
+        later = (
+            f" The nearest one, {s.later.description} at {rfc3339(s.later.timestamp)}, came "
+            f"{format_duration(s.later.timestamp - s.change_start)} after the change started, so it is "
+            "unlikely to be the cause."
+        )
     return Recommendation(
         INVESTIGATE,
-        f"No deployment or version change found near the change{start}. "
-        "Investigate what was deployed or changed then; pass --event or "
-        "--events-query so the next report names it.",
+        f"No deployment or version change found before the change started{start}.{later} "
+        "Investigate what was deployed or changed then; pass --event or --events-query so the next report "
+        "names it.",
     )
 
 

@@ -33,11 +33,12 @@ th,td{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top} 
 """
 
 
+# one legend for all plots: drawing a legend in every plot costs about a third of the plot's time
 LEGEND = (
     '<p class="muted">Plots: <span style="color:#222">&#9473; observed</span>, '
     '<span style="color:#1565c0">&#9473; expected</span>, <span style="color:#90caf9">&#9608; expected band</span>, '
     '<span style="color:#888">&#9477; candidate window start</span>, <span style="color:#c62828">&#9473; change '
-    "start</span> (one legend for all plots: drawing a legend per plot costs a third of the plot's time)</p>"
+    "start</span></p>"
 )
 
 
@@ -75,6 +76,13 @@ def plot_png(plot: PlotData, title: str, change_start: float | None = None) -> s
 
 def _time(seconds: float) -> np.datetime64:
     return np.datetime64(int(seconds * 1000), "ms")
+
+
+def _setting(value: object) -> str:
+    """Windows read as ``now-1h:now (2026-01-04T23:00:00Z .. 2026-01-05T00:00:00Z)``."""
+    if isinstance(value, dict) and {"spec", "start", "end"} <= value.keys():
+        return f"{value['spec']} ({value['start']} .. {value['end']})"
+    return str(value)
 
 
 def _badge(verdict: str) -> str:
@@ -144,7 +152,7 @@ def _section(item: ReportItem, with_plots: bool) -> str:
 def render(report: Report, with_plots: bool = True, max_plots: int = MAX_PLOTS) -> str:
     counts = ", ".join(f"{n} {v}" for v, n in report.counts().items() if n) or "no series"
     settings = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_setting(v))}</td></tr>"
         for k, v in report.settings.items()
         if v is not None
     )

@@ -140,6 +140,8 @@ def test_window_mode_fails_on_the_regressed_route_and_names_the_deployment(prome
     assert 'version="1.5.0"' in checkout["likely_cause"]["description"]
     actions = [r["action"] for r in checkout["recommendations"]]
     assert actions == ["investigate", "accept_baseline"]
+    # /search worsened from the start of the window, 20 minutes before the deployment: not its cause
+    assert search["likely_cause"] is None and "unlikely to be the cause" in search["recommendations"][0]["text"]
 
 
 @pytest.mark.integration

@@ -134,12 +134,15 @@ class FitPool:
             return FitOutcome(request.key, request.model, None, 0.0, f"{type(exc).__name__}: {exc}")
 
     def close(self, kill: bool = False) -> None:
-        """Shut the pool down; ``kill`` also terminates workers still busy with a fit that timed out."""
+        """Shut the pool down and wait for its processes to exit (none may outlive the service).
+
+        ``kill`` terminates busy workers first: after a fit timed out, and on SIGTERM, where waiting for the
+        running fits would delay the stop."""
         if self._executor is None:
             return
-        workers = list(getattr(self._executor, "_processes", {}).values()) if kill else []
-        self._executor.shutdown(wait=False, cancel_futures=True)
-        for process in workers:
-            if process.is_alive():
-                process.terminate()
-        self._executor = None
+        executor, self._executor = self._executor, None
+        if kill:
+            for process in list(getattr(executor, "_processes", {}).values()):
+                if process.is_alive():
+                    process.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)

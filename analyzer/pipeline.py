@@ -100,6 +100,8 @@ class Analyzer:
     def refit(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
         for target in self.config.targets:
+            if self.reader.cancelled.is_set():
+                return  # stopping: the remaining targets keep their baselines
             try:
                 self._refit_target(target, now)
             except PrometheusError as exc:

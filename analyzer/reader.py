@@ -9,6 +9,7 @@ and carry on with the others. Missing samples stay NaN, never zero.
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,12 +78,13 @@ class PrometheusReader:
         self,
         config: PrometheusConfig,
         telemetry: Telemetry | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self.config = config
         self.telemetry = telemetry or NullTelemetry()
-        self.sleep = sleep
+        self.cancelled = threading.Event()  # set on shutdown: ends retries and backoff waits at once
+        self.sleep = sleep or self.cancelled.wait
         self.session = session or build_session(config)
 
     # ------------------------------------------------------------ HTTP with retries
@@ -112,6 +114,8 @@ class PrometheusReader:
     def get(self, path: str, params: dict[str, str]) -> dict:
         last_error = ""
         for attempt in range(self.config.retries + 1):
+            if self.cancelled.is_set():
+                raise PrometheusUnavailable("not queried: the service is stopping")
             outcome, payload = self._request_once(path, params)
             if outcome == "success":
                 assert isinstance(payload, dict)

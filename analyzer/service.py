@@ -53,8 +53,19 @@ class Service:
         self._timed("refit", self._refit_and_score)
 
     def _refit_and_score(self) -> None:
-        self.analyzer.refit()
-        self.score_job()  # publish fresh scores from the new baselines at once
+        try:
+            self.analyzer.refit()
+            self.score_job()  # publish fresh scores from the new baselines at once
+        finally:
+            self._start_scoring()
+
+    def _start_scoring(self, first_run: datetime | None = None) -> None:
+        """The score job starts when there is something to score: at once when baselines were loaded from the
+        store, else after the first refit pass (scores before it would all be ``pending``)."""
+        if self.scheduler.get_job("score") is None:
+            every = IntervalTrigger(seconds=self.analyzer.config.schedule.score_every)
+            self.scheduler.add_job(self.score_job, every, id="score", **({"next_run_time": first_run} if first_run
+                                                                          else {}))  # fmt: skip
 
     def score_job(self) -> None:
         self._timed("score", lambda: self.publish(self.analyzer.score()))
@@ -72,13 +83,15 @@ class Service:
             id="refit",
             next_run_time=_now(),
         )
-        self.scheduler.add_job(self.score_job, IntervalTrigger(seconds=schedule.score_every), id="score")
+        if any(s.baseline is not None for states in self.analyzer.states.values() for s in states.values()):
+            self._start_scoring(first_run=_now())  # stored baselines: score before the first refit pass
         self.scheduler.start()
 
     def stop(self) -> None:
+        self.analyzer.reader.cancelled.set()  # a running refit ends at its next request instead of finishing
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        self.analyzer.pool.close()
+        self.analyzer.pool.close(kill=True)
         self.stopped.set()
 
     def run_until_signalled(self) -> None:

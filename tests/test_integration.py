@@ -103,9 +103,11 @@ def wait_for(predicate, timeout: float):
 def test_run_service_serves_scores_and_stops_cleanly_on_sigterm(prometheus, tmp_path):
     config = write_config(tmp_path / "config.yml", prometheus.url, score_every="2s")
     port = free_port()
-    service = subprocess.Popen([sys.executable, "-m", "analyzer.cli", "run", "--config", str(config), "--listen",
-                                f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+    log = tmp_path / "service.log"
+    with open(log, "w") as output:
+        service = subprocess.Popen([sys.executable, "-m", "analyzer.cli", "run", "--config", str(config), "--listen",
+                                    f"127.0.0.1:{port}"], stdout=output, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/healthz", 60, service)
@@ -115,9 +117,10 @@ def test_run_service_serves_scores_and_stops_cleanly_on_sigterm(prometheus, tmp_
             families = scrape(f"{base}/metrics")
             runs = {(s.labels["task"], s.labels["outcome"]): s.value for s in families["perfsentinel_runs"].samples
                     if s.name.endswith("_total")}  # fmt: skip
-            return families if runs[("score", "success")] >= 2 else None
+            scored = runs[("refit", "success")] >= 1 and runs[("score", "success")] >= 2
+            return families if scored and "perfsentinel_anomaly_score" in families else None
 
-        families = wait_for(scored_twice, 60)
+        families = wait_for(scored_twice, 180)
         scores = {s.labels["service"]: s.value for s in families["perfsentinel_anomaly_score"].samples}
         assert scores["checkout"] > 1 and scores["search"] < 1
         errors = {s.labels["target"]: s.value for s in families["perfsentinel_errors"].samples
@@ -126,13 +129,30 @@ def test_run_service_serves_scores_and_stops_cleanly_on_sigterm(prometheus, tmp_
         request_samples = families["perfsentinel_prometheus_requests"].samples
         requests_by_outcome = {s.labels["outcome"]: s.value for s in request_samples if s.name.endswith("_total")}
         assert requests_by_outcome["success"] > 0 and requests_by_outcome["client_error"] > 0
+        children = child_pids(service.pid)
+        assert children  # the fit pool's processes
         service.send_signal(signal.SIGTERM)
         assert service.wait(timeout=30) == 0
+        wait_for(lambda: not any(alive(pid) for pid in children), 30)  # no process outlives the service
     finally:
         if service.poll() is None:
             service.kill()
-        output = service.stdout.read() if service.stdout else ""
-    assert "Traceback" not in output, output
+            service.wait()
+    assert "Traceback" not in log.read_text(), log.read_text()
+
+
+def child_pids(pid: int) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(child) for child in found] + [grand for child in found for grand in child_pids(int(child))]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().split()[2] != "Z"  # a zombie has exited
 
 
 def test_unreachable_prometheus_is_reported_through_metrics_not_a_crash(tmp_path):
@@ -154,6 +174,11 @@ def test_unreachable_prometheus_is_reported_through_metrics_not_a_crash(tmp_path
         errors = {s.labels["target"] for s in families["perfsentinel_errors"].samples if s.name.endswith("_total")}
         assert errors == {"latency", "broken"}
         assert service.poll() is None  # still serving
+        stopping = time.monotonic()
+        service.send_signal(signal.SIGTERM)  # while the refit is retrying with backoff
+        assert service.wait(timeout=30) == 0
+        assert time.monotonic() - stopping < 10
     finally:
-        service.terminate()
-        service.wait(timeout=30)
+        if service.poll() is None:
+            service.kill()
+            service.wait()

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.config import STRATEGIES
+from analyzer.config import STRATEGIES, ConfigError
 from analyzer.models.base import FittedBaseline, Reference, Seasonality, attach_reference, robust_scale
 from analyzer.scoring import anomaly_scores, gated_band
 from analyzer.series import Series
-from analyzer.store import STORE_FILE, BaselineStore, Flag, fingerprint
+from analyzer.store import STORE_FILE, BaselineStore, Flag, StoreError, fingerprint
 
 log = logging.getLogger(__name__)
 REFIT_SLICES = 4  # the refit pass runs this many times per refit interval; each series is refitted once
@@ -200,7 +200,13 @@ class Lifecycle:
 
     @classmethod
     def from_state_dir(cls, state_dir: str | None) -> Lifecycle:
-        return cls(BaselineStore.open_or_rebuild(Path(state_dir) / STORE_FILE) if state_dir else None)
+        """In memory without ``state_dir``; a store that cannot be created there is a configuration error."""
+        if not state_dir:
+            return cls(None)
+        try:
+            return cls(BaselineStore.open_or_rebuild(Path(state_dir) / STORE_FILE))
+        except (StoreError, OSError) as exc:
+            raise ConfigError("state_dir", str(exc)) from None
 
     def _mem(self, target: str, key: str) -> SeriesMemory:
         return self.memory.setdefault((target, key), SeriesMemory())

@@ -8,6 +8,8 @@ tests/test_store.py uses a real Prometheus.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -37,6 +39,7 @@ class GeneratedReader:
 
     def __init__(self, series: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         self.series = series
+        self.cancelled = threading.Event()  # as PrometheusReader: set on shutdown
 
     def query_range(self, query: str, start: float, end: float, step: float) -> list[Series]:
         times = grid(start, end, step)
@@ -229,3 +232,15 @@ def test_accepted_flag_is_not_reflagged_by_a_regression_verdict():
     assert [(f.start, f.end) for f in lifecycle._mem("t", "k").flags][1] == (pytest.approx(200.0, abs=0.01), 250.0)
     lifecycle.note_regression("t", "k", 9000.0, 9500.0)  # beyond MERGE_GAP: a new period
     assert [f.kind for f in lifecycle._mem("t", "k").flags] == ["anomaly", "regression", "regression"]
+
+
+def test_model_auto_is_chosen_once_per_target_and_used_for_its_series():
+    stepped = generate(days=12, step=STEP, level=0.2, noise=0.03, weekend_dip=0.0, seed=4, end=START)
+    inject_step(stepped, START - 3.5 * DAY, 0.6)  # the profile would keep the old level: STL wins the holdout
+    analyzer = Analyzer(config("adaptive", model="auto"), GeneratedReader({"a": (stepped.timestamps, stepped.values)}))
+    analyzer.refit(START)
+    chosen, at = analyzer._auto_models["latency"]
+    assert chosen == "stl" and at == START
+    assert score_at(analyzer, START).model == "stl"
+    analyzer.refit(START + 3 * 3600.0)
+    assert analyzer._auto_models["latency"] == ("stl", START)  # re-checked daily, not at every pass

@@ -222,3 +222,14 @@ def test_baseline_families_are_promtool_clean_and_rename_clashing_labels(tmp_pat
     if shutil.which("promtool"):
         done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_an_unusable_state_dir_is_a_config_error_not_a_traceback(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the state directory should be")
+    config = tmp_path / "config.yml"
+    config.write_text(f"prometheus: {{url: 'http://127.0.0.1:1'}}\nstate_dir: {blocker / 'state'}\n"
+                      "targets: [{name: t, query: q}]\n")  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "analyzer.cli", "once", "--config", str(config)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and "state_dir" in done.stderr and "Traceback" not in done.stderr

@@ -262,7 +262,8 @@ class Lifecycle:
         memory = self._mem(target.name, series.key)
         memory.last_attempt = now
         before = list(memory.flags)
-        if current is not None:
+        resetting = memory.action is not None and memory.action[0] == "reset"
+        if current is not None and not resetting:  # a reset forgets what the old baseline flagged
             self._update_flags(target, series, current, memory)
         if memory.action is not None and memory.action[0] == "accept":
             for flag in memory.flags:

@@ -244,3 +244,19 @@ def test_model_auto_is_chosen_once_per_target_and_used_for_its_series():
     assert score_at(analyzer, START).model == "stl"
     analyzer.refit(START + 3 * 3600.0)
     assert analyzer._auto_models["latency"] == ("stl", START)  # re-checked daily, not at every pass
+
+
+def test_reset_refits_from_scratch_on_unmasked_data(tmp_path):
+    analyzer = Analyzer(config("manual", str(tmp_path)), GeneratedReader(regressed(0.5)))
+    analyzer.refit(START)
+    run_refits(analyzer, START + 3 * 3600.0 * np.arange(1, 9))  # one day of regression, flagged
+    store = BaselineStore.in_dir(tmp_path)
+    assert store.flags("latency", '{service="checkout"}')
+    store.reset("latency", '{service="checkout"}')
+    assert (
+        store.flags("latency", '{service="checkout"}') == [] and store.versions("latency", '{service="checkout"}') == []
+    )
+    analyzer.refit(START + DAY + 3 * 3600.0)
+    (version,) = store.versions("latency", '{service="checkout"}')
+    assert (version.version, version.reason) == (1, "reset")
+    assert version.trained_to >= START + DAY  # the regressed day was not masked out of this fit

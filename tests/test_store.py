@@ -233,3 +233,73 @@ def test_an_unusable_state_dir_is_a_config_error_not_a_traceback(tmp_path):
     done = subprocess.run([sys.executable, "-m", "analyzer.cli", "once", "--config", str(config)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and "state_dir" in done.stderr and "Traceback" not in done.stderr
+
+
+def _service(config_path, port: int) -> subprocess.Popen:
+    import os
+
+    return subprocess.Popen([sys.executable, "-m", "analyzer.cli", "run", "--config", str(config_path), "--listen",
+                             f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
+
+
+def _metrics(port: int) -> dict:
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {f.name: f for f in text_string_to_metric_families(body)}
+
+
+def _wait(predicate, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+        except (OSError, KeyError, ValueError):  # not listening yet, or not published yet
+            value = None
+        if value:
+            return value
+        time.sleep(0.5)
+    raise TimeoutError("condition not met in time")
+
+
+@pytest.mark.integration
+def test_restarted_service_publishes_stored_baselines_before_any_fit(start_prometheus, tmp_path):
+    import signal
+
+    from analyzer.localprom import free_port
+
+    now = np.floor(time.time() / 300.0) * 300.0
+    series = [generate(days=6, seed=seed, end=now) for seed in (1, 2)]
+    prometheus = start_prometheus([BackfillSeries("latency_seconds", {"service": f"s{i}"}, s.timestamps, s.values)
+                                   for i, s in enumerate(series)])  # fmt: skip
+    config_path = tmp_path / "config.yml"
+    config_path.write_text(f"prometheus: {{url: '{prometheus.url}'}}\nstate_dir: {tmp_path / 'state'}\n"
+                           "schedule: {score_every: 2s, refit_every: 24h, fit_workers: 1}\n"
+                           "targets: [{name: latency, query: latency_seconds, history: 5d, model: stl}]\n")  # fmt: skip
+
+    def info_versions(port: int):
+        families = _metrics(port)
+        return {s.labels["service"]: s.labels["version"] for s in families["perfsentinel_baseline_info"].samples}
+
+    def fits(port: int) -> float:
+        return sum(s.value for s in _metrics(port)["perfsentinel_fits"].samples if s.name.endswith("_total"))
+
+    for run in ("first", "restart"):
+        port = free_port()
+        service = _service(config_path, port)
+        try:
+            versions = _wait(lambda port=port: len(info_versions(port)) == 2 and info_versions(port), 120)
+            assert versions == {"s0": "1", "s1": "1"}
+            if run == "restart":
+                assert fits(port) == 0  # scored from the store; no series was due for a refit yet
+                ages = {
+                    s.labels["service"]: s.value for s in _metrics(port)["perfsentinel_baseline_age_seconds"].samples
+                }
+                assert all(age > 0 for age in ages.values())
+            else:
+                assert fits(port) == 2
+        finally:
+            service.send_signal(signal.SIGTERM)
+            assert service.wait(timeout=60) == 0

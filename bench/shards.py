@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import math
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -75,9 +74,6 @@ def run_shard(config, shard: Shard, workers: int, now: float) -> tuple[int, floa
 
 
 def main() -> None:
-    # running a script puts its folder first on sys.path, where bench/prophet.py would shadow the prophet
-    # package, also in the fit workers (they inherit sys.path when the pool starts)
-    sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=300)
     parser.add_argument("--model", default="stl")

@@ -1,6 +1,6 @@
 """Refit cost per model at 28 days x 5 minutes (8,064 points per series), in the service's process pool.
 
-    python3 bench/prophet.py [--series 40] [--workers 2] [--models prophet,stl,profile]
+    python3 bench/refit_models.py [--series 40] [--workers 2] [--models prophet,stl,profile]
 
 For each model: fits ``--series`` generated series (daily + weekly shape, noise, one step) through FitPool as a
 refit pass does, and prints the mean and median seconds per fit (inside a worker: one core), the pass throughput

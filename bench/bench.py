@@ -73,9 +73,12 @@ def bench_score(count: int) -> float:
 def bench_render(count: int) -> tuple[float, float]:
     results = [
         SeriesResult("api_latency_p95", {"service": f"svc{i % 50}", "instance": f"host-{i}:9100"}, OK, "",
-                     1.7e9, 0.2, 0.21, 0.1, 0.3, 0.33, "stl", "weekly")
+                     1.7e9, 0.2, 0.21, 0.1, 0.3, 0.33, "stl", "weekly", drift_score=0.4, verdict="none",
+                     severity=0, change_pct=1.2, p_value=0.41, q_value=0.8, effect_size=0.1, confidence=0.2,
+                     baseline_version=3, baseline_age_seconds=1800.0, baseline_reason="refresh",
+                     baseline_trained_from=1.6976e9, baseline_trained_to=1.7e9)
         for i in range(count)
-    ]  # fmt: skip
+    ]  # every field the service fills for a series without a regression  # fmt: skip
     snapshot = Snapshot(1.7e9, results, [])
     started = time.perf_counter()
     body = render_snapshot(snapshot)

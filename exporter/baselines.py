@@ -7,8 +7,9 @@ baseline changed and why. Values are copied from the analysis results; nothing i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from analyzer.results import SeriesResult
 from exporter.families import PREFIX, Family, label_body, series_labels
@@ -16,28 +17,32 @@ from exporter.families import PREFIX, Family, label_body, series_labels
 INFO_LABELS = ("model", "version", "reason", "trained_from", "trained_to")
 
 
+@lru_cache(maxsize=65536)  # series fitted in one pass share their training window
 def rfc3339(seconds: float | None) -> str:
     return "" if seconds is None else datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def info_labels(result: SeriesResult) -> dict[str, str]:
+def info_body(result: SeriesResult, series_body: str) -> str:
     """The series labels (an input label named like an info label becomes ``exported_<name>``) plus the info."""
-    labels = {(f"exported_{k}" if k in INFO_LABELS else k): v for k, v in series_labels(result).items()}
-    labels.update(model=result.model or "", version=str(result.baseline_version), reason=result.baseline_reason or "",
-                  trained_from=rfc3339(result.baseline_trained_from),
-                  trained_to=rfc3339(result.baseline_trained_to))  # fmt: skip
-    return labels
+    if any(name in result.labels for name in INFO_LABELS):
+        labels = {(f"exported_{k}" if k in INFO_LABELS else k): v for k, v in series_labels(result).items()}
+        series_body = label_body(labels)
+    info = {"model": result.model or "", "version": str(result.baseline_version),
+            "reason": result.baseline_reason or "", "trained_from": rfc3339(result.baseline_trained_from),
+            "trained_to": rfc3339(result.baseline_trained_to)}  # fmt: skip
+    return f"{series_body},{label_body(info)}"
 
 
-def baseline_families(results: Iterable[SeriesResult]) -> list[Family]:
+def baseline_families(results: Sequence[SeriesResult], bodies: Sequence[str]) -> list[Family]:
+    """``bodies[i]`` is the rendered label set of ``results[i]``."""
     age = Family(PREFIX + "baseline_age_seconds", "Seconds since the baseline a series is scored against was "
                  "adopted; grows while an update strategy keeps it (manual, pinned, flagged).")  # fmt: skip
     info = Family(PREFIX + "baseline_info", "1 for the baseline in use: model, version, why it was adopted "
                   "(initial, refresh, scheduled, improvement, accepted, reset) and its training window.")  # fmt: skip
-    for result in results:
+    for result, body in zip(results, bodies, strict=True):
         if result.baseline_version is None:
             continue
         if result.baseline_age_seconds is not None:
-            age.samples.append((label_body(series_labels(result)), float(result.baseline_age_seconds)))
-        info.samples.append((label_body(info_labels(result)), 1.0))
+            age.samples.append((body, float(result.baseline_age_seconds)))
+        info.samples.append((info_body(result, body), 1.0))
     return [age, info]

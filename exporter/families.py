@@ -11,7 +11,7 @@ Families hold each sample's label set already rendered, because prometheus_clien
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from analyzer.results import STATUSES, SeriesResult, Snapshot
@@ -81,17 +81,17 @@ SERIES_FIELDS: list[SeriesField] = [
 ]  # fmt: skip
 
 
-def series_families(results: Iterable[SeriesResult]) -> list[Family]:
+def series_families(results: Sequence[SeriesResult], bodies: Sequence[str]) -> list[Family]:
+    """Per-series families; ``bodies[i]`` is the rendered label set of ``results[i]`` (built once per analysis)."""
     singles = [Family(PREFIX + f.name, f.help) for f in SERIES_FIELDS]
     expected = Family(PREFIX + "expected_value", "Baseline at the latest sample: bound=expected|lower|upper.")
     status = Family(PREFIX + "series_status", "1 for the current status of a series (ok|insufficient_data|"
                     "error) with its reason.")  # fmt: skip
-    appenders = [(family.samples.append, spec.value) for family, spec in zip(singles, SERIES_FIELDS, strict=True)]
     event = Family(PREFIX + "regression_event_info", "1 for the nearest event of the target's events query "
                    "at or before the start of the standing regression (a likely cause).")  # fmt: skip
     add_expected, add_status = expected.samples.append, status.samples.append
-    for result in results:
-        body = label_body(series_labels(result))
+    appenders = [(family.samples.append, spec.value) for family, spec in zip(singles, SERIES_FIELDS, strict=True)]
+    for result, body in zip(results, bodies, strict=True):
         for append, read in appenders:
             value = read(result)
             if value is not None and value == value:  # NaN != NaN
@@ -126,4 +126,9 @@ def summary_families(snapshot: Snapshot) -> list[Family]:
 def snapshot_families(snapshot: Snapshot) -> list[Family]:
     from exporter.baselines import baseline_families  # it builds on this module's helpers
 
-    return [*series_families(snapshot.results), *baseline_families(snapshot.results), *summary_families(snapshot)]
+    bodies = [label_body(series_labels(result)) for result in snapshot.results]
+    return [
+        *series_families(snapshot.results, bodies),
+        *baseline_families(snapshot.results, bodies),
+        *summary_families(snapshot),
+    ]

@@ -5,7 +5,7 @@
 Cases: for each step size (2, 5, 10, 20, 50 %) and direction (bad, good) ``--per-cell`` series with a step
 12-24 h into a 2-day evaluation; plus ``--null`` series without a step over ``--null-days``. Targets alternate
 latency (lower_is_better) and throughput (higher_is_better). Prints one table; figures are described in
-docs/readme/regression.md. Apache Otava is not a dependency of Perf Sentinel: install it in its own venv
+the README (Regression verdicts). Apache Otava is not a dependency of Perf Sentinel: install it in its own venv
 (``python -m venv /tmp/otava-venv && /tmp/otava-venv/bin/pip install apache-otava``; it pins numpy 2.2) and pass
 its python; without it the Otava rows are skipped.
 """

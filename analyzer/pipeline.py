@@ -286,9 +286,7 @@ class Analyzer:
         )  # fmt: skip
 
     @staticmethod
-    def _evidence(
-        series: Series, state: SeriesState, settings: regression.RegressionSettings
-    ) -> regression.Evidence:
+    def _evidence(series: Series, state: SeriesState, settings: regression.RegressionSettings) -> regression.Evidence:
         """Residuals of the whole read window against the current baseline (cheap: a few hundred points)."""
         baseline = state.baseline
         expected = baseline.predict(series.timestamps).expected

@@ -15,9 +15,7 @@ MIDWEEK = 1_767_571_200.0 + 2.5 * DAY  # Wednesday noon, away from the synthetic
 def fit_and_predict(series, model: str, horizon_days: float = 1.0, **context):
     split = series.timestamps[-1] - horizon_days * DAY
     train = series.timestamps <= split
-    baseline = get_model(model).fit(
-        series.timestamps[train], series.values[train], FitContext(step=300, **context)
-    )
+    baseline = get_model(model).fit(series.timestamps[train], series.values[train], FitContext(step=300, **context))
     future = ~train
     return baseline, baseline.predict(series.timestamps[future]), future
 

@@ -41,6 +41,7 @@ from prometheus_client.registry import Collector
 from analyzer.demo import SERVICES
 from analyzer.localprom import BackfillSeries, write_openmetrics
 from analyzer.synthetic import generate, seasonal_signal
+from exporter.server import QuietHandler
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def history(days: float, end: float, labels: dict[str, str], step: float = 300.0
 
 # ---------------------------------------------------------------- HTTP
 def make_handler(registry: CollectorRegistry, regressions: Regressions) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = urlsplit(self.path).path
             if path == "/metrics":
@@ -190,16 +191,6 @@ def make_handler(registry: CollectorRegistry, regressions: Regressions) -> type[
 
         def _json(self, code: int, body: object) -> None:
             self._send(code, (json.dumps(body) + "\n").encode(), "application/json")
-
-        def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
 
     return Handler
 

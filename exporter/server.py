@@ -39,8 +39,22 @@ class Exposition:
         return self._analysis + generate_latest(self.self_metrics.registry)
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """Sends whole responses with a length, and logs no request line (scrapes every 15 s would flood the log)."""
+
+    def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
 def make_handler(exposition: Exposition) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -52,16 +66,6 @@ def make_handler(exposition: Exposition) -> type[BaseHTTPRequestHandler]:
                 self._send(200 if ready else 503, b"ready\n" if ready else b"no analysis published yet\n")
             else:
                 self._send(404, b"not found: try /metrics, /healthz or /readyz\n")
-
-        def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass  # scrapes every 15 s would flood the log
 
     return Handler
 

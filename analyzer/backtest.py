@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyzer import regression
+from analyzer import episodes, regression
 from analyzer.config import TargetConfig
 from analyzer.fitting import FitPool, FitRequest
 from analyzer.models import FitContext, FittedBaseline
@@ -20,8 +20,9 @@ from analyzer.quality import insufficiency
 from analyzer.scoring import anomaly_scores, gated_band
 from analyzer.telemetry import NullTelemetry
 
-OUTPUT_COLUMNS = ["timestamp", "value", "expected", "lower", "upper", "anomaly_score",
-                  "drift_score", "severity", "change_pct", "p_value", "regression_start", "verdict"]  # fmt: skip
+VERDICT_COLUMNS = ["drift_score", "severity", "change_pct", "p_value", "regression_start", "verdict"]
+# alert: 1 where the shipped alert rules would start a notification (analyzer.episodes), else 0
+OUTPUT_COLUMNS = ["timestamp", "value", "expected", "lower", "upper", "anomaly_score", *VERDICT_COLUMNS, "alert"]
 
 
 @dataclass
@@ -87,7 +88,9 @@ def backtest(replay: Replay, target: TargetConfig, timezone: str, every: float, 
         scores[rows] = np.nan_to_num(anomaly_scores(replay.values[rows], band, target.direction), nan=0.0)
     frame = pd.DataFrame({"timestamp": replay.labels, "value": replay.values, "expected": expected,
                           "lower": lower, "upper": upper, "anomaly_score": scores})  # fmt: skip
-    return frame.join(verdict_columns(replay, target, baselines, every))
+    frame = frame.join(verdict_columns(replay, target, baselines, every))
+    frame["alert"] = episodes.notifications(frame, replay.times).astype(np.int64)
+    return frame[OUTPUT_COLUMNS]
 
 
 def verdict_columns(
@@ -117,7 +120,7 @@ def verdict_columns(
             columns["p_value"][original] = _number(result.p_value)
             columns["regression_start"][original] = _number(result.start)
             severity[original], verdict[original] = result.severity, result.verdict
-    return pd.DataFrame({**columns, "severity": severity, "verdict": verdict})[OUTPUT_COLUMNS[6:]]
+    return pd.DataFrame({**columns, "severity": severity, "verdict": verdict})[VERDICT_COLUMNS]
 
 
 def _number(value: float | None) -> float:

@@ -2,7 +2,7 @@
 and evaluates the shipped rules -> Alertmanager (the shipped example config) -> a webhook receiver in this test.
 
 Everything is a real process on 127.0.0.1. The shipped rule files are used as they are except for time: every
-``for:`` is divided by ``TIME_SCALE`` (15m -> 3 s, 30m -> 6 s) and the recording group's interval becomes 1 s;
+``for:`` and ``keep_firing_for:`` is divided by ``TIME_SCALE`` (15m -> 3 s, 1h -> 12 s) and the recording group's interval becomes 1 s;
 Alertmanager's example gets group_wait 2s / group_interval 1s and its receiver URLs point at this test.
 
 Two metrics have 3 days of seasonal history at a 10 s step whose last 20 minutes are stepped up: latency x3
@@ -59,7 +59,8 @@ INJECTED = {"ps_e2e_latency_seconds": 2.0, "ps_e2e_backend_seconds": 0.3}  # rel
 
 # ---------------------------------------------------------------- helpers: shipped config, scaled in time
 def scaled_rules(destination: Path) -> list[Path]:
-    """Copies of rules/perfsentinel-*.yml with every ``for:`` divided by TIME_SCALE (at least 1 s)."""
+    """Copies of rules/perfsentinel-*.yml with every ``for:`` and ``keep_firing_for:`` divided by TIME_SCALE
+    (at least 1 s)."""
     destination.mkdir()
     paths = []
     for source in sorted((REPO / "rules").glob("perfsentinel-*.yml")):
@@ -68,8 +69,9 @@ def scaled_rules(destination: Path) -> list[Path]:
             if "interval" in group:
                 group["interval"] = "1s"
             for rule in group["rules"]:
-                if "for" in rule:
-                    rule["for"] = f"{max(1, round(parse_duration(rule['for']) / TIME_SCALE))}s"
+                for key in ("for", "keep_firing_for"):
+                    if key in rule:
+                        rule[key] = f"{max(1, round(parse_duration(rule[key]) / TIME_SCALE))}s"
         path = destination / source.name
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         paths.append(path)

@@ -39,6 +39,10 @@ def test_backtest_is_causal_and_flags_an_injected_step(tmp_path):
     assert (out["anomaly_score"][after][:12] > 1).all()  # the first hour of the step
     before = ~after & ~early
     assert (out["anomaly_score"][before] > 1).mean() < 0.01
+    # alert: the notifications of the shipped rules (analyzer.episodes): the step notifies within its first hour
+    assert out.columns[-1] == "alert" and set(out["alert"]) <= {0, 1}
+    assert out["alert"][after][:12].any()
+    assert out["alert"][before].sum() <= 1
 
     # changing the future must not change any earlier output
     tampered = series.values.copy()

@@ -5,7 +5,8 @@
 - refit seconds per series per model at 28 days x 5 minutes (one process), and series/s with the process pool
   on all cores;
 - score-only throughput (baseline predict + band + score per series, as the score job does);
-- exposition render time for 10k and 100k series (the text /metrics serves, rendered once per analysis);
+- exposition render time for 10k and 100k time series, and for 10k and 100k analyzed series (15 time series each);
+  the text /metrics serves, rendered once per analysis;
 - peak RSS of this process and of the pool's workers.
 """
 
@@ -25,6 +26,7 @@ from analyzer.results import OK, SeriesResult, Snapshot
 from analyzer.series import Series
 from analyzer.synthetic import generate
 from analyzer.telemetry import NullTelemetry
+from exporter.families import LabelCache
 from exporter.server import render_snapshot
 
 MODELS = ("profile", "stl", "mstl", "prophet")
@@ -70,19 +72,43 @@ def bench_score(count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def bench_render(count: int) -> tuple[float, float]:
-    results = [
+def render_results(count: int, rng: np.random.Generator) -> list[SeriesResult]:
+    """Every field the service fills for a series without a regression, with full-precision values that differ
+    per series (as real scores do: formatting such floats is most of the cost)."""
+    values = rng.random((count, 8))
+    return [
         SeriesResult("api_latency_p95", {"service": f"svc{i % 50}", "instance": f"host-{i}:9100"}, OK, "",
-                     1.7e9, 0.2, 0.21, 0.1, 0.3, 0.33, "stl", "weekly", drift_score=0.4, verdict="none",
-                     severity=0, change_pct=1.2, p_value=0.41, q_value=0.8, effect_size=0.1, confidence=0.2,
-                     baseline_version=3, baseline_age_seconds=1800.0, baseline_reason="refresh",
-                     baseline_trained_from=1.6976e9, baseline_trained_to=1.7e9)
-        for i in range(count)
-    ]  # every field the service fills for a series without a regression  # fmt: skip
-    snapshot = Snapshot(1.7e9, results, [])
+                     1.7e9, v[0], v[1], v[1] * 0.8, v[1] * 1.2, 2 * v[2], "stl", "weekly", drift_score=v[3] - 0.5,
+                     verdict="none", severity=0, change_pct=10 * v[4] - 5, p_value=v[5], q_value=v[6],
+                     effect_size=v[7] - 0.5, confidence=1 - v[6], baseline_version=3, baseline_age_seconds=1800.0,
+                     baseline_reason="refresh", baseline_trained_from=1.6976e9, baseline_trained_to=1.7e9)
+        for i, v in enumerate(values.tolist())
+    ]  # fmt: skip
+
+
+def bench_render(count: int) -> tuple[float, float, int, float]:
+    """For ``count`` analyzed series: seconds for the first analysis (label sets rendered), seconds for the next
+    one (same series, new values: the steady state, since the service renders once per analysis), the number
+    of time series in the exposition, and its size in MB."""
+    rng = np.random.default_rng(7)
+    cache = LabelCache()
     started = time.perf_counter()
-    body = render_snapshot(snapshot)
-    return time.perf_counter() - started, len(body) / 1e6
+    render_snapshot(Snapshot(1.7e9, render_results(count, rng), []), cache)
+    first = time.perf_counter() - started
+    snapshot = Snapshot(1.7e9 + 60, render_results(count, rng), [])
+    started = time.perf_counter()
+    body = render_snapshot(snapshot, cache)
+    steady = time.perf_counter() - started
+    return first, steady, body.count(b"\n") - body.count(b"\n#"), len(body) / 1e6
+
+
+def print_render(analyzed: int) -> None:
+    first, steady, exposed, megabytes = bench_render(analyzed)
+    print(f"{analyzed:>10,}{exposed:>12,}{megabytes:>8.0f}{steady:>14.3f}{first:>10.3f}")
+
+
+def series_per_exposed(count: int = 100) -> float:
+    return bench_render(count)[2] / count
 
 
 def peak_rss_mib() -> tuple[float, float]:
@@ -107,9 +133,17 @@ def main() -> None:
         print(f"{model:<10}{per_series:>20.4f}{rate:>18.1f}")
     pool.close()
     print(f"\nscore-only: {bench_score(20_000):,.0f} series/s (one thread)")
-    for size in (10_000,) if args.quick else (10_000, 100_000):
-        seconds, megabytes = bench_render(size)
-        print(f"exposition render, {size:,} series: {seconds:.3f} s ({megabytes:.1f} MB)")
+    per_series = series_per_exposed()
+    print(
+        f"\nexposition render ({per_series:.0f} time series per analyzed series; steady = each later analysis, "
+        "first = new series)"
+    )
+    print(f"{'analyzed':>10}{'exposed':>12}{'MB':>8}{'steady s':>14}{'first s':>10}")
+    sizes = (10_000,) if args.quick else (10_000, 100_000)
+    for exposed in sizes:  # expositions of 10k and 100k time series
+        print_render(round(exposed / per_series))
+    for analyzed in sizes:  # and of 10k and 100k analyzed series
+        print_render(analyzed)
     own, children = peak_rss_mib()
     print(f"\npeak RSS: this process {own:.0f} MiB, largest pool worker {children:.0f} MiB")
 

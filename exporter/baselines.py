@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from analyzer.results import SeriesResult
-from exporter.families import PREFIX, Family, label_body, series_labels
+from exporter.families import PREFIX, Family, LabelCache, label_body, series_labels
 
 INFO_LABELS = ("model", "version", "reason", "trained_from", "trained_to")
 
@@ -33,16 +33,19 @@ def info_body(result: SeriesResult, series_body: str) -> str:
     return f"{series_body},{label_body(info)}"
 
 
-def baseline_families(results: Sequence[SeriesResult], bodies: Sequence[str]) -> list[Family]:
-    """``bodies[i]`` is the rendered label set of ``results[i]``."""
+def baseline_families(results: Sequence[SeriesResult], bodies: Sequence[str], cache: LabelCache) -> list[Family]:
+    """``bodies[i]`` is the rendered label set of ``results[i]``; info label sets are kept in ``cache``."""
     age = Family(PREFIX + "baseline_age_seconds", "Seconds since the baseline a series is scored against was "
-                 "adopted; grows while an update strategy keeps it (manual, pinned, flagged).")  # fmt: skip
+                 "adopted; grows while an update strategy keeps it (manual, pinned, flagged).",
+                 repetitive=True)  # fmt: skip
     info = Family(PREFIX + "baseline_info", "1 for the baseline in use: model, version, why it was adopted "
-                  "(initial, refresh, scheduled, improvement, accepted, reset) and its training window.")  # fmt: skip
-    for result, body in zip(results, bodies, strict=True):
-        if result.baseline_version is None:
-            continue
-        if result.baseline_age_seconds is not None:
-            age.samples.append((body, float(result.baseline_age_seconds)))
-        info.samples.append((info_body(result, body), 1.0))
+                  "(initial, refresh, scheduled, improvement, accepted, reset) and its training window.",
+                  repetitive=True)  # fmt: skip
+    based = [(r, b) for r, b in zip(results, bodies, strict=True) if r.baseline_version is not None]
+    aged = [(r, b) for r, b in based if r.baseline_age_seconds is not None]
+    age.bodies, age.values = [b for _, b in aged], [r.baseline_age_seconds for r, _ in aged]
+    keys = [("info", b, r.model, r.baseline_version, r.baseline_reason, r.baseline_trained_from,
+             r.baseline_trained_to) for r, b in based]  # fmt: skip
+    info.bodies = cache.lookup(keys, lambda i: info_body(*based[i]))
+    info.values = [1.0] * len(based)
     return [age, info]

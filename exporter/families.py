@@ -4,15 +4,19 @@ Each series keeps its input labels plus ``target``; an input label that would cl
 Sentinel adds (``target``, ``bound``, ``status``, ``reason``) is renamed ``exported_<name>``, as Prometheus
 does on scrape conflicts.
 
-Families hold each sample's label set already rendered, because prometheus_client's generic renderer took
-8.9 s for 100,000 series (7 samples each) on these machines; see ``exporter.text``.
+Families are columns: one list of rendered label sets and one list of values, so ``exporter.text`` renders a
+family with a few C-level list operations instead of a Python call per sample (prometheus_client's generic
+renderer took 8.9 s for 100,000 series with 7 samples each on these machines). Rendered label sets are kept
+between analyses in a ``LabelCache``, since the same series come back every minute.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
+
+import numpy as np
 
 from analyzer.results import STATUSES, SeriesResult, Snapshot
 
@@ -22,10 +26,21 @@ RESERVED_LABELS = ("target", "bound", "status", "reason", "event")
 
 @dataclass
 class Family:
+    """``bodies[i]`` is the rendered label set (without braces; "" for none) of the sample with ``values[i]``.
+
+    ``repetitive`` hints that few distinct values occur (timestamps, severities), so the renderer formats each
+    distinct value once."""
+
     name: str
     help: str
     type: str = "gauge"
-    samples: list[tuple[str, float]] = field(default_factory=list)  # (rendered label body, value)
+    bodies: list[str] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    repetitive: bool = False
+
+    def add(self, body: str, value: float) -> None:
+        self.bodies.append(body)
+        self.values.append(value)
 
 
 def escape(value: str) -> str:
@@ -44,66 +59,115 @@ def series_labels(result: SeriesResult) -> dict[str, str]:
     return labels
 
 
-def _present(value: float | None) -> bool:
-    return value is not None and not math.isnan(value)
+class LabelCache:
+    """Rendered label sets by key, kept for the keys the latest analysis used (so it cannot grow without bound)."""
+
+    def __init__(self) -> None:
+        self._previous: dict[Hashable, str] = {}
+        self._current: dict[Hashable, str] = {}
+
+    def lookup(self, keys: list[Hashable], build: Callable[[int], str]) -> list[str]:
+        """The label set of each key; ``build(i)`` renders the one for ``keys[i]`` when no analysis had it."""
+        current, previous = self._current, self._previous
+        found = [current.get(key) or previous.get(key) for key in keys]
+        for index in [i for i, body in enumerate(found) if body is None]:
+            found[index] = build(index)
+        current.update(zip(keys, found, strict=True))
+        return found
+
+    def next_analysis(self) -> None:
+        self._previous, self._current = self._current, {}
+
+
+def series_bodies(results: Sequence[SeriesResult], cache: LabelCache) -> list[str]:
+    keys = [(r.target, *r.labels.items()) for r in results]
+    return cache.lookup(keys, lambda i: label_body(series_labels(results[i])))
 
 
 @dataclass(frozen=True)
 class SeriesField:
-    """One per-series family: its name, help, and how to read its value (None: no sample)."""
+    """One per-series family: its name, help, and how to read its value (None or NaN: no sample)."""
 
     name: str
     help: str
     value: Callable[[SeriesResult], float | None]
+    repetitive: bool = False
+
+
+def _change_ratio(result: SeriesResult) -> float | None:
+    return None if result.change_pct is None else result.change_pct / 100.0
 
 
 SERIES_FIELDS: list[SeriesField] = [
     SeriesField("anomaly_score", "Deviation of the latest sample from its baseline in units of the band's half "
-                "width, in the target's bad direction; > 1 is outside the band.", lambda r: r.anomaly_score),
-    SeriesField("observed_value", "The latest sample the scores were computed from.", lambda r: r.value),
+                "width, in the target's bad direction; > 1 is outside the band.", attrgetter("anomaly_score")),
+    SeriesField("observed_value", "The latest sample the scores were computed from.", attrgetter("value")),
     SeriesField("observed_timestamp_seconds", "Unix time of the latest sample that was scored.",
-                lambda r: r.timestamp),
+                attrgetter("timestamp"), repetitive=True),
     SeriesField("drift_score", "Shift of the median residual over the drift window from the baseline's reference "
                 "residuals, in robust-scale units; positive is worse (absolute for direction both).",
-                lambda r: r.drift_score),
+                attrgetter("drift_score")),
     SeriesField("regression_severity", "Standing regression verdict: 0 none (or potential), 1 minor, "
-                "2 significant, 3 critical.", lambda r: r.severity),
+                "2 significant, 3 critical.", attrgetter("severity"), repetitive=True),
     SeriesField("regression_change_ratio", "Change of the recent level vs the baseline as a ratio of the expected "
-                "value; positive is worse.", lambda r: None if r.change_pct is None else r.change_pct / 100.0),
+                "value; positive is worse.", _change_ratio),
     SeriesField("regression_p_value", "p-value of the configured test (default Mann-Whitney U) of recent vs "
-                "reference residuals, one-sided toward worse.", lambda r: r.p_value),
+                "reference residuals, one-sided toward worse.", attrgetter("p_value")),
     SeriesField("regression_effect_size", "Hedges' g of recent vs reference residuals; positive is worse.",
-                lambda r: r.effect_size),
+                attrgetter("effect_size")),
     SeriesField("regression_confidence", "1 minus the Benjamini-Hochberg adjusted p-value over the run.",
-                lambda r: r.confidence),
+                attrgetter("confidence")),
     SeriesField("regression_start_timestamp_seconds", "Estimated start (change point) of the standing regression.",
-                lambda r: r.regression_start),
+                attrgetter("regression_start"), repetitive=True),
 ]  # fmt: skip
 
 
-def series_families(results: Sequence[SeriesResult], bodies: Sequence[str]) -> list[Family]:
-    """Per-series families; ``bodies[i]`` is the rendered label set of ``results[i]`` (built once per analysis)."""
-    singles = [Family(PREFIX + f.name, f.help) for f in SERIES_FIELDS]
-    expected = Family(PREFIX + "expected_value", "Baseline at the latest sample: bound=expected|lower|upper.")
-    status = Family(PREFIX + "series_status", "1 for the current status of a series (ok|insufficient_data|"
-                    "error) with its reason.")  # fmt: skip
+def _has_nan(values: list) -> bool:
+    floats = [v for v in values if type(v) is not int]  # ints are never NaN, and numpy scalars are floats
+    return bool(floats) and bool(np.isnan(np.asarray(floats, dtype=np.float64)).any())
+
+
+def field_family(spec: SeriesField, results: Sequence[SeriesResult], bodies: list[str]) -> Family:
+    values = list(map(spec.value, results))
+    family = Family(PREFIX + spec.name, spec.help, repetitive=spec.repetitive)
+    if None in values or _has_nan(values):
+        pairs = [(body, v) for body, v in zip(bodies, values, strict=True) if v is not None and v == v]
+        family.bodies, family.values = [b for b, _ in pairs], [v for _, v in pairs]
+    else:
+        family.bodies, family.values = bodies, values
+    return family
+
+
+def expected_family(results: Sequence[SeriesResult], bodies: list[str]) -> Family:
+    family = Family(PREFIX + "expected_value", "Baseline at the latest sample: bound=expected|lower|upper.")
+    scored = [
+        (r, b) for r, b in zip(results, bodies, strict=True) if r.expected is not None and r.expected == r.expected
+    ]
+    for bound in ("expected", "lower", "upper"):
+        suffix, read = f',bound="{bound}"', attrgetter(bound)
+        family.bodies += [body + suffix for _, body in scored]
+        family.values += [read(result) for result, _ in scored]
+    return family
+
+
+def status_family(results: Sequence[SeriesResult], bodies: list[str]) -> Family:
+    family = Family(PREFIX + "series_status", "1 for the current status of a series (ok|insufficient_data|"
+                    "error) with its reason.", repetitive=True)  # fmt: skip
+    suffixes = {(r.status, r.reason): f',status="{r.status}",reason="{escape(r.reason)}"' for r in results}
+    family.bodies = [body + suffixes[(r.status, r.reason)] for r, body in zip(results, bodies, strict=True)]
+    family.values = [1.0] * len(results)
+    return family
+
+
+def series_families(results: Sequence[SeriesResult], bodies: list[str]) -> list[Family]:
+    """Per-series families; ``bodies[i]`` is the rendered label set of ``results[i]``."""
     event = Family(PREFIX + "regression_event_info", "1 for the nearest event of the target's events query "
-                   "at or before the start of the standing regression (a likely cause).")  # fmt: skip
-    add_expected, add_status = expected.samples.append, status.samples.append
-    appenders = [(family.samples.append, spec.value) for family, spec in zip(singles, SERIES_FIELDS, strict=True)]
+                   "at or before the start of the standing regression (a likely cause).", repetitive=True)  # fmt: skip
     for result, body in zip(results, bodies, strict=True):
-        for append, read in appenders:
-            value = read(result)
-            if value is not None and value == value:  # NaN != NaN
-                append((body, float(value)))
-        if result.expected is not None and result.expected == result.expected:
-            add_expected((body + ',bound="expected"', result.expected))
-            add_expected((body + ',bound="lower"', result.lower))
-            add_expected((body + ',bound="upper"', result.upper))
-        add_status((f'{body},status="{result.status}",reason="{escape(result.reason)}"', 1.0))
         if result.regression_event:
-            event.samples.append((f'{body},event="{escape(result.regression_event)}"', 1.0))
-    return [*singles, expected, status, event]
+            event.add(f'{body},event="{escape(result.regression_event)}"', 1.0)
+    singles = [field_family(spec, results, bodies) for spec in SERIES_FIELDS]
+    return [*singles, expected_family(results, bodies), status_family(results, bodies), event]
 
 
 def summary_families(snapshot: Snapshot) -> list[Family]:
@@ -115,20 +179,24 @@ def summary_families(snapshot: Snapshot) -> list[Family]:
         tally[(result.target, result.status)] = tally.get((result.target, result.status), 0) + 1
     for outcome in snapshot.targets:
         target = escape(outcome.target)
-        up.samples.append((f'target="{target}"', 1.0 if outcome.success else 0.0))
+        up.add(f'target="{target}"', 1.0 if outcome.success else 0.0)
         for status in STATUSES:
-            counts.samples.append((f'target="{target}",status="{status}"', tally.get((outcome.target, status), 0)))
+            counts.add(f'target="{target}",status="{status}"', tally.get((outcome.target, status), 0))
     completed = Family(PREFIX + "last_analysis_timestamp_seconds", "Unix time the published analysis completed.")
-    completed.samples.append(("", snapshot.completed_at))
+    completed.add("", snapshot.completed_at)
     return [counts, up, completed]
 
 
-def snapshot_families(snapshot: Snapshot) -> list[Family]:
+def snapshot_families(snapshot: Snapshot, cache: LabelCache | None = None) -> list[Family]:
+    """All families of one analysis; pass the same ``cache`` for every analysis to reuse rendered label sets."""
     from exporter.baselines import baseline_families  # it builds on this module's helpers
 
-    bodies = [label_body(series_labels(result)) for result in snapshot.results]
-    return [
+    cache = cache or LabelCache()
+    bodies = series_bodies(snapshot.results, cache)
+    families = [
         *series_families(snapshot.results, bodies),
-        *baseline_families(snapshot.results, bodies),
+        *baseline_families(snapshot.results, bodies, cache),
         *summary_families(snapshot),
     ]
+    cache.next_analysis()
+    return families

@@ -1,12 +1,15 @@
 """Exposition: contract, label handling, `promtool check metrics`, and the HTTP endpoints."""
 
+import math
 import subprocess
 
+import numpy as np
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from analyzer.results import ERROR, INSUFFICIENT_DATA, OK, SeriesResult, Snapshot, TargetOutcome
+from exporter.families import LabelCache
 from exporter.selfmetrics import SelfMetrics
 from exporter.server import Exposition, MetricsServer, render_snapshot
 from tests.conftest import require_tools
@@ -78,3 +81,35 @@ def test_http_endpoints_ready_only_after_an_analysis():
         assert requests.get(f"{base}/nope", timeout=5).status_code == 404
     finally:
         server.stop()
+
+
+def test_label_cache_keeps_label_sets_but_never_stale_values_or_series():
+    cache = LabelCache()
+    first = Snapshot(1.7e9, [SeriesResult("t", {"service": "a"}, OK, "", 1.7e9, 1.0, 1.0, 0.5, 1.5, 0.1)], [])
+    render_snapshot(first, cache)
+    second = Snapshot(1.7e9, [
+        SeriesResult("t", {"service": "a"}, OK, "", 1.7e9 + 60, 2.0, 1.0, 0.5, 1.5, 3.5),
+        SeriesResult("t", {"service": "b"}, OK, "", 1.7e9 + 60, 9.0, 1.0, 0.5, 1.5, 0.0),
+    ], [])  # fmt: skip
+    scores = {s.labels["service"]: s.value for s in parsed(render_snapshot(second, cache))[
+        "perfsentinel_anomaly_score"].samples}  # fmt: skip
+    assert scores == {"a": 3.5, "b": 0.0}
+    third = Snapshot(1.7e9, [SeriesResult("t", {"service": "b"}, OK, "", 1.7e9 + 120, 9.0, 1.0, 0.5, 1.5, 0.2)], [])
+    families = parsed(render_snapshot(third, cache))
+    assert [s.labels["service"] for s in families["perfsentinel_anomaly_score"].samples] == ["b"]
+
+
+def test_numpy_scalars_infinities_and_nan_render_as_prometheus_numbers():
+    results = [
+        SeriesResult("t", {"service": "np"}, OK, "", 1.7e9, np.float64(0.25), 0.2, 0.1, 0.3, np.float64(1.5),
+                     severity=np.int64(2)),
+        SeriesResult("t", {"service": "inf"}, OK, "", 1.7e9, 1.0, 0.2, 0.2, 0.2, math.inf, drift_score=math.nan),
+    ]  # fmt: skip
+    text = render_snapshot(Snapshot(1.7e9, results, [])).decode()
+    assert 'perfsentinel_anomaly_score{service="np",target="t"} 1.5\n' in text
+    assert 'perfsentinel_observed_value{service="np",target="t"} 0.25\n' in text
+    assert 'perfsentinel_regression_severity{service="np",target="t"} 2' in text
+    assert 'perfsentinel_anomaly_score{service="inf",target="t"} +Inf\n' in text
+    assert 'perfsentinel_drift_score{service="inf"' not in text  # NaN: no sample, not a fake value
+    scores = {s.labels["service"]: s.value for s in parsed(text.encode())["perfsentinel_anomaly_score"].samples}
+    assert scores == {"np": 1.5, "inf": math.inf}

@@ -50,18 +50,19 @@ class AlertRule:
     new_high: NewHigh | None = None
 
 
-KEEP = 1 * HOUR
+ANOMALY_KEEP = 1 * HOUR  # rules/perfsentinel-anomalies.yml
+SUSTAINED_KEEP = 3 * HOUR  # rules/perfsentinel-regressions.yml: regression tiers and drift
 ANOMALY_NEW_HIGH = NewHigh(recent=900.0, window=86400.0)
 
 # The per-series alerts of the shipped rule files (names, thresholds and durations must match the YAML).
 SHIPPED_RULES: tuple[AlertRule, ...] = (
-    AlertRule("PerfSentinelAnomaly", "anomaly_score", 300.0, KEEP, above=1.0, new_high=ANOMALY_NEW_HIGH),
-    AlertRule("PerfSentinelAnomalySevere", "anomaly_score", 300.0, KEEP, above=3.0, new_high=ANOMALY_NEW_HIGH),
-    AlertRule("PerfSentinelRegressionMinor", "severity", 1800.0, KEEP, equals=1),
-    AlertRule("PerfSentinelRegressionSignificant", "severity", 600.0, KEEP, equals=2),
-    AlertRule("PerfSentinelRegressionCritical", "severity", 300.0, KEEP, equals=3),
-    AlertRule("PerfSentinelRegressionEscalated", "severity", 1800.0, KEEP, equals=2),
-    AlertRule("PerfSentinelDrift", "drift_score", 3 * HOUR, KEEP, above=1.0),
+    AlertRule("PerfSentinelAnomaly", "anomaly_score", 300.0, ANOMALY_KEEP, above=1.0, new_high=ANOMALY_NEW_HIGH),
+    AlertRule("PerfSentinelAnomalySevere", "anomaly_score", 300.0, ANOMALY_KEEP, above=3.0, new_high=ANOMALY_NEW_HIGH),
+    AlertRule("PerfSentinelRegressionMinor", "severity", 1800.0, SUSTAINED_KEEP, equals=1),
+    AlertRule("PerfSentinelRegressionSignificant", "severity", 600.0, SUSTAINED_KEEP, equals=2),
+    AlertRule("PerfSentinelRegressionCritical", "severity", 300.0, SUSTAINED_KEEP, equals=3),
+    AlertRule("PerfSentinelRegressionEscalated", "severity", 1800.0, SUSTAINED_KEEP, equals=2),
+    AlertRule("PerfSentinelDrift", "drift_score", 3 * HOUR, SUSTAINED_KEEP, above=1.0),
 )
 
 

@@ -9,7 +9,7 @@ model, refit every hour; about 6 CPU-minutes). Then it prints:
   backtest's ``alert`` column (the notifications of every shipped per-series alert rule), for the anomaly, the
   regression and the drift rules alone, and for the raw ``anomaly_score`` (fixed threshold 1, and swept as NAB does);
 * the NAB standard score at neighbouring rule parameters, one changed at a time, to show how much of the score
-  is tuning (recomputed from the same backtest output with analyzer.episodes, no refits).
+  is tuning (recomputed from the same backtest output with analyzer.episodes, no refits). About 1.5 min.
 
 The scorer is ``../shared/tools/nab_score.py`` (not part of the project).
 """
@@ -119,6 +119,16 @@ def sensitivity(scorer: ModuleType, corpus: dict, frames: dict[str, pd.DataFrame
         print(f"| {name} | {alone:.1f} | {union:.1f} |")
 
 
+def sustained_sensitivity(scorer: ModuleType, corpus: dict, frames: dict[str, pd.DataFrame]) -> None:
+    print("\nNAB standard of all rules (alert) with other regression/drift keep_firing_for (shipped: 3h):\n")
+    print("| regression and drift keep_firing_for | all rules (alert) |")
+    print("|---|---|")
+    for hours in (0, 1, 3, 6, 24):
+        sustained = tuple(dataclasses.replace(r, keep_firing_for=hours * 3600.0) for r in REGRESSION + DRIFT)
+        score = evaluate(scorer, corpus, notified(frames, ANOMALY + sustained), 0.5)["standard"]
+        print(f"| {hours}h | {score:.1f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nab", type=Path, default=SHARED / "nab-dev")
@@ -152,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("`anomaly_score` per row", f"swept ({swept['threshold']:.3g})", swept))
     print_table(rows)
     sensitivity(scorer, corpus, frames)
+    sustained_sensitivity(scorer, corpus, frames)
     return 0
 
 

@@ -103,6 +103,7 @@ def table(outcomes: list[Outcome]) -> str:
                 f"  {minutes(delays):>13s}  {minutes(errors):>19s}  "
                 f"{pct(tier_ok, len(tiers)) if detector == 'perfsentinel' else '    -'}"
             )
+    lines += ["", *noise_table([o for o in outcomes if o.detector == "perfsentinel"])]
     lines.append("")
     lines.append("detector      false verdicts per 1,000 series-days (no-step series)   verdicts on improvements")
     for detector in detectors:
@@ -116,6 +117,23 @@ def table(outcomes: list[Outcome]) -> str:
         lines.append(f"{detector:12s}  {rate:8.2f}  ({false} in {days:.0f} series-days)"
                      f"{'':22s}{pct(flagged, len(good))} of {len(good)}")  # fmt: skip
     return "\n".join(lines)
+
+
+def noise_table(mine: list[Outcome]) -> list[str]:
+    """Perf Sentinel's recall against the per-sample noise of the series: how much of a miss is the data."""
+    lines = ["perfsentinel by noise   steps >= 10%: rec@1h    5% steps: rec@3h    false verdicts / 1,000 days"]
+    for low, high in ((0.03, 0.045), (0.045, 0.06)):
+        band = [o for o in mine if low <= o.case.noise < high]
+        big = [o for o in band if o.case.worse and abs(o.case.step_pct) >= 10]
+        five = [o for o in band if o.case.worse and abs(o.case.step_pct) == 5]
+        null = [o for o in band if o.case.step_start is None]
+        days = sum(o.days for o in null)
+        rate = 1000.0 * sum(o.false_episodes for o in null) / days if days else float("nan")
+        hit1 = sum(o.delay is not None and o.delay <= HOUR for o in big)
+        hit3 = sum(o.delay is not None and o.delay <= 3 * HOUR for o in five)
+        lines.append(f"noise {100 * low:.1f}-{100 * high:.1f}%         {pct(hit1, len(big))} of {len(big):3d}"
+                     f"        {pct(hit3, len(five))} of {len(five):2d}       {rate:8.2f} ({days:.0f} d)")  # fmt: skip
+    return lines
 
 
 def main() -> int:

@@ -9,8 +9,9 @@ evaluation; it fires at the first evaluation at least ``for`` later if the condi
 between (a false one drops the pending alert); once firing, a false condition starts ``keep_firing_for``: the alert
 stays firing until an evaluation at least ``keep_firing_for`` after the first false one, and a true condition in
 between cancels that. Alertmanager then sends one notification per firing episode; a new episode needs the alert
-to have resolved first. Inhibition (a warning muting an info alert of the same series) is not modelled: it can only
-remove notifications, so the column is an upper bound on what reaches a receiver.
+to have resolved first. Not modelled: inhibition (a higher-severity alert of the same series mutes an info or
+warning one; a muted alert still firing when the inhibition ends is sent then) and Alertmanager's repeat_interval
+reminders for an episode that lasts (they are not new detections).
 
 tests/test_episodes.py checks, with ``promtool test rules`` on the shipped files, that these rules and the YAML
 describe the same alerts.

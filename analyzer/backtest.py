@@ -75,7 +75,9 @@ def backtest(replay: Replay, target: TargetConfig, timezone: str, every: float, 
     for outcome in pool.fit_all(list(requests.values()), 600.0, NullTelemetry()):
         if outcome.baseline is not None:
             request = requests[outcome.key]
-            baselines[float(outcome.key)] = attach_reference(outcome.baseline, request.timestamps, request.values)
+            baselines[float(outcome.key)] = attach_reference(
+                outcome.baseline, request.timestamps, request.values, exclude_recent=target.regression_window
+            )
     expected, lower, upper = (np.full(len(replay.times), np.nan) for _ in range(3))
     scores = np.zeros(len(replay.times))
     # rows scored by the baseline fitted at the latest refit time at or before them

@@ -191,7 +191,7 @@ class Analyzer:
         """Reference residuals for verdicts and the trend over the history, from the fitted baseline."""
         if state.baseline is None:
             return
-        attach_reference(state.baseline, history.timestamps, history.values)
+        attach_reference(state.baseline, history.timestamps, history.values, exclude_recent=target.regression_window)
         expected = state.baseline.predict(history.timestamps).expected
         level = float(np.nanmedian(expected)) if np.isfinite(expected).any() else 0.0
         state.trend = regression.history_trend(

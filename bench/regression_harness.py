@@ -112,7 +112,9 @@ def run_perfsentinel(case: Case, refit_every: float, target_overrides: dict | No
         history = (times < at) & (times >= at - target.history)
         outcome = fit_one(FitRequest(str(at), target.model, times[history], values[history], context))
         if outcome.baseline is not None:
-            baselines[float(at)] = attach_reference(outcome.baseline, times[history], values[history])
+            baselines[float(at)] = attach_reference(
+                outcome.baseline, times[history], values[history], exclude_recent=target.regression_window
+            )
     frame = verdict_columns(replay, target, baselines, refit_every)
     expected = np.full(len(times), np.nan)
     for at, baseline in baselines.items():

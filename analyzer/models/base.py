@@ -105,12 +105,18 @@ class FittedBaseline(ABC):
         return Band(expected, expected - half, expected + half)
 
 
-def attach_reference(baseline: FittedBaseline, timestamps: np.ndarray, values: np.ndarray) -> FittedBaseline:
-    """Keep a sample of the residuals of the last ``REFERENCE_SECONDS`` of history against the baseline's
-    forecast (not the in-sample decomposition residuals, which are too small: the trend follows the data)."""
+def attach_reference(
+    baseline: FittedBaseline, timestamps: np.ndarray, values: np.ndarray, exclude_recent: float = 0.0
+) -> FittedBaseline:
+    """Keep a sample of the residuals of ``REFERENCE_SECONDS`` of history against the baseline's forecast (not
+    the in-sample decomposition residuals, which are too small: the trend follows the data), ending
+    ``exclude_recent`` seconds before the end of the history. The service passes its regression window there,
+    so the "before" window never overlaps the "recent" one it is compared with: otherwise a change already under
+    way when the baseline is fitted (a cold start) sits on both sides of the test and hides itself."""
     from analyzer.stats import lag1_autocorrelation  # local: stats must not depend on models
 
-    recent = np.isfinite(values) & (timestamps > timestamps[-1] - REFERENCE_SECONDS)
+    end = timestamps[-1] - exclude_recent
+    recent = np.isfinite(values) & (timestamps > end - REFERENCE_SECONDS) & (timestamps <= end)
     if recent.sum() < 10:
         return baseline
     residuals = values[recent] - baseline.predict(timestamps[recent]).expected

@@ -153,8 +153,9 @@ def expected_family(results: Sequence[SeriesResult], bodies: list[str]) -> Famil
 def status_family(results: Sequence[SeriesResult], bodies: list[str]) -> Family:
     family = Family(PREFIX + "series_status", "1 for the current status of a series (ok|insufficient_data|"
                     "error) with its reason.", repetitive=True)  # fmt: skip
-    suffixes = {(r.status, r.reason): f',status="{r.status}",reason="{escape(r.reason)}"' for r in results}
-    family.bodies = [body + suffixes[(r.status, r.reason)] for r, body in zip(results, bodies, strict=True)]
+    keys = [(r.status, r.reason) for r in results]
+    suffixes = {key: f',status="{key[0]}",reason="{escape(key[1])}"' for key in set(keys)}
+    family.bodies = [body + suffixes[key] for key, body in zip(keys, bodies, strict=True)]
     family.values = [1.0] * len(results)
     return family
 

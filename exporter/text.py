@@ -38,16 +38,15 @@ def format_values(values: Sequence[float], repetitive: bool) -> list[str]:
 def render_family(family: Family) -> str:
     help_text = family.help.replace("\\", "\\\\").replace("\n", "\\n")
     header = f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}"
+    if family.bodies[0] == "":  # an unlabelled family has one sample and no braces
+        return f"{header}\n{family.name} {format_value(family.values[0])}\n"
     count = len(family.values)
     items = [""] * (4 * count)
     items[0::4] = [f"\n{family.name}{{"] * count
     items[1::4] = family.bodies
     items[2::4] = ["} "] * count
     items[3::4] = format_values(family.values, family.repetitive)
-    text = "".join(items)
-    if family.bodies[0] == "":  # an unlabelled family has one sample and no braces
-        text = f"\n{family.name} {format_value(family.values[0])}"
-    return f"{header}{text}\n"
+    return f"{header}{''.join(items)}\n"
 
 
 def render(families: Iterable[Family]) -> bytes:

@@ -11,7 +11,9 @@ what the week adds to it (median over the last 4 weeks, smoothed by a running me
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from scipy.ndimage import median_filter, uniform_filter1d
@@ -125,18 +127,22 @@ def forecast_patterns(
         return ()
     values = np.where(observed, detrended, np.nan)
     days = PATTERN_CYCLES * int(round(max(periods) / DAY))
-    _, daily = _phase_median(values, start, step, DAY, days)
-    daily_part = (DAY, smooth_phase(daily, step))
+    daily_part = _phase_median(values, start, step, DAY, days, lambda pattern: smooth_phase(pattern, step))
     if max(periods) <= DAY:
         return (daily_part,)
     remainder = values - seasonal_at((daily_part,), start + step * np.arange(len(values)), step)
-    _, weekly = _phase_median(remainder, start, step, WEEK, PATTERN_CYCLES)
     width = int(WEEKLY_SMOOTH_SECONDS // step) | 1
-    return (daily_part, (WEEK, median_filter(weekly, size=width, mode="wrap")))
+    running_median = partial(median_filter, size=width, mode="wrap")
+    return (daily_part, _phase_median(remainder, start, step, WEEK, PATTERN_CYCLES, running_median))
 
 
-def _phase_median(values: np.ndarray, start: float, step: float, period: float, cycles: int) -> tuple:
-    """(period, per-phase median over the last whole ``cycles`` of ``period``, indexed by phase / step)."""
+Smoother = Callable[[np.ndarray], np.ndarray]
+
+
+def _phase_median(
+    values: np.ndarray, start: float, step: float, period: float, cycles: int, smooth: Smoother
+) -> tuple[float, np.ndarray]:
+    """(period, per-phase median over the last whole ``cycles`` of ``period``, smoothed, indexed by phase / step)."""
     samples = int(round(period / step))
     cycles = max(1, min(cycles, len(values) // samples))
     tail = values[-cycles * samples :]
@@ -145,7 +151,7 @@ def _phase_median(values: np.ndarray, start: float, step: float, period: float, 
     with warnings.catch_warnings():  # a phase missing in every cycle is filled below
         warnings.simplefilter("ignore", RuntimeWarning)
         pattern = np.nanmedian(tail.reshape(cycles, samples), axis=0)
-    pattern = np.where(np.isfinite(pattern), pattern, np.nanmedian(pattern))
+    pattern = smooth(np.where(np.isfinite(pattern), pattern, np.nanmedian(pattern)))
     first_phase = phase(np.array([start + (len(values) - samples) * step]), period)[0]
     return period, np.roll(pattern, int(round(first_phase / step)))
 

@@ -109,7 +109,7 @@ def test_weekly_pattern_is_learned_with_enough_history(model):
     assert np.mean(error) < 0.03  # the weekend dip (40%) is predicted
 
 
-def test_stl_forecast_error_is_a_fifth_of_the_noise_across_a_weekend():
+def test_stl_forecast_error_across_a_weekend_is_under_a_quarter_of_the_noise():
     """The daily shape rests on 28 days and the weekly part only adds the weekend: with 4 weeks of history a
     weekly shape by phase alone rests on 4 samples per phase (measured 1.31% here before)."""
     errors = []

@@ -41,6 +41,9 @@ MIN_SCALE_SHARE = 0.5
 SMOOTH_SECONDS = 1800.0  # seasonal components are averaged over +-15 minutes of phase
 
 
+Smoother = Callable[[np.ndarray], np.ndarray]
+
+
 @dataclass
 class FittedSTL(FittedBaseline):
     seasonality: Seasonality
@@ -136,9 +139,6 @@ def forecast_patterns(
     return (daily_part, _phase_median(remainder, start, step, WEEK, PATTERN_CYCLES, running_median))
 
 
-Smoother = Callable[[np.ndarray], np.ndarray]
-
-
 def _phase_median(
     values: np.ndarray, start: float, step: float, period: float, cycles: int, smooth: Smoother
 ) -> tuple[float, np.ndarray]:
@@ -146,8 +146,6 @@ def _phase_median(
     samples = int(round(period / step))
     cycles = max(1, min(cycles, len(values) // samples))
     tail = values[-cycles * samples :]
-    if tail.size < cycles * samples:
-        tail = np.concatenate((np.full(cycles * samples - tail.size, np.nan), tail))
     with warnings.catch_warnings():  # a phase missing in every cycle is filled below
         warnings.simplefilter("ignore", RuntimeWarning)
         pattern = np.nanmedian(tail.reshape(cycles, samples), axis=0)

@@ -310,7 +310,7 @@ class TargetConfig:
     seasonality: str = "auto"
     model: str = "auto"
     min_history: float = 2 * 86400.0
-    max_gap_ratio: float = 0.5
+    max_gap_ratio: float = 0.8
     band_sigmas: float = 4.0
     min_abs_deviation: float = 0.0
     min_rel_deviation: float = 0.0
@@ -339,7 +339,7 @@ TARGET_FIELDS = {
     "seasonality": Field(choice(*SEASONALITIES), "auto"),
     "model": Field(choice(*MODELS), "auto"),
     "min_history": Field(as_duration, 2 * 86400.0),
-    "max_gap_ratio": Field(number(0, 1), 0.5),
+    "max_gap_ratio": Field(number(0, 1), 0.8),
     "band_sigmas": Field(number(0.5, 20), 4.0),
     "min_abs_deviation": Field(number(0), 0.0),
     "min_rel_deviation": Field(number(0), 0.0),

@@ -5,6 +5,8 @@ import pytest
 
 from analyzer.calendar import local_seconds
 from analyzer.models import FitContext, choose_seasonality, get_model
+from analyzer.models.base import fill_unobserved
+from analyzer.models.stl import running_median, smooth_phase
 from analyzer.scoring import anomaly_scores, gated_band
 from analyzer.synthetic import DAY, generate, inject_spike, inject_step
 
@@ -89,6 +91,46 @@ def test_gaps_are_tolerated():
     for model in MODELS:
         _, band, future = fit_and_predict(series, model)
         assert np.all(np.isfinite(band.expected))
+
+
+def missing_in_holes(size: int, ratio: float, mean_hole: float, rng: np.random.Generator) -> np.ndarray:
+    """A mask with ``ratio`` of the samples missing, in holes of exponentially distributed length."""
+    missing = np.zeros(size, dtype=bool)
+    while missing.mean() < ratio:
+        start = rng.integers(0, size)
+        missing[start : start + max(1, int(rng.exponential(mean_hole)))] = True
+    return missing
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(("ratio", "mean_hole"), [(0.8, 1), (0.7, 24), (0.5, 72)])  # holes of 5 min, 2 h, 6 h
+def test_forecast_of_a_sparse_series_comes_from_its_observed_samples(model, ratio, mean_hole):
+    """Low-traffic quantiles and irregular reporters leave most of the grid empty. Measured before the fix
+    (phases never observed took the overall median; gaps were bridged by straight lines through the daily
+    swing): median STL error 7-14% of the level in these cases; after: 2.6-3.4%."""
+    errors = []
+    for seed in range(3):
+        series = generate(days=29, seed=seed, noise=0.05)
+        train = series.timestamps <= series.timestamps[-1] - DAY
+        missing = missing_in_holes(int(train.sum()), ratio, mean_hole, np.random.default_rng(seed))
+        values = np.where(missing, np.nan, series.values[train])
+        baseline = get_model(model).fit(series.timestamps[train], values, FitContext(step=300))
+        expected = baseline.predict(series.timestamps[~train]).expected
+        errors.append(np.sqrt(np.mean(((expected - series.clean[~train]) / series.clean[~train]) ** 2)))
+    assert np.median(errors) < 0.04
+
+
+def test_unobserved_phases_are_filled_from_their_neighbours_around_the_cycle():
+    pattern = np.array([np.nan, 2.0, 4.0, np.nan, np.nan, 10.0, np.nan])
+    np.testing.assert_allclose(fill_unobserved(pattern), [10 - 16 / 3, 2.0, 4.0, 6.0, 8.0, 10.0, 10 - 8 / 3])
+
+
+def test_phase_smoothing_leaves_unobserved_phases_out():
+    pattern = np.full(48, 5.0)
+    pattern[10:13] = np.nan
+    np.testing.assert_allclose(smooth_phase(pattern, 300.0)[5:20], 5.0)  # NaN are not zeros
+    np.testing.assert_allclose(running_median(pattern, 5)[5:20], 5.0)
+    assert np.isnan(running_median(pattern, 1)[11])  # no observed phase in its window: left for the fill
 
 
 def test_seasonality_choice_and_reason():

@@ -59,6 +59,18 @@ def choose_seasonality(requested: str, span: float) -> Seasonality:
     return Seasonality("none", f"daily needs 2d of history, have {span / DAY:.1f}d: level only")
 
 
+def fill_unobserved(pattern: np.ndarray) -> np.ndarray:
+    """Phases without any sample, linear between the nearest observed phases around the cycle."""
+    known = np.flatnonzero(np.isfinite(pattern))
+    if known.size == len(pattern):
+        return pattern
+    if known.size == 0:
+        return np.zeros_like(pattern)
+    size = len(pattern)
+    positions = np.concatenate([known - size, known, known + size])
+    return np.interp(np.arange(size), positions, np.tile(pattern[known], 3))
+
+
 def robust_scale(residuals: np.ndarray) -> float:
     """1.4826 x MAD, falling back to the standard deviation when more than half the residuals are equal."""
     finite = residuals[np.isfinite(residuals)]

@@ -20,6 +20,7 @@ from analyzer.models.base import (
     FittedBaseline,
     Seasonality,
     choose_seasonality,
+    fill_unobserved,
     robust_scale,
 )
 
@@ -105,9 +106,8 @@ class ProfileModel(BaselineModel):
     ) -> tuple[np.ndarray, np.ndarray]:
         neighbours = int(POOL_SECONDS // slot_seconds)
         samples = pooled(slot_matrix(local, values, period, slot_seconds), neighbours)
-        with warnings.catch_warnings():  # all-NaN slots are expected (gaps) and filled below
+        with warnings.catch_warnings():  # all-NaN slots are expected (gaps) and filled below from their neighbours
             warnings.simplefilter("ignore", RuntimeWarning)
             medians = np.nanmedian(samples, axis=1)
             scales = np.nanmedian(np.abs(samples - medians[:, None]), axis=1) * 1.4826
-        fill = np.nanmedian(values)
-        return np.where(np.isfinite(medians), medians, fill), scales
+        return fill_unobserved(medians), scales

@@ -1,12 +1,12 @@
 """STL and MSTL baselines from statsmodels.
 
 The series is laid on a regular wall-clock grid (so seasonal periods follow DST) and gaps are interpolated for
-the decomposition only. STL (or MSTL, daily + weekly) gives the trend, on 15-minute means with the ``*_jump``
-options (measured here: ~30x faster than the defaults with no visible change in the fit). The forecast for any
-timestamp is a robust level (median of the deseasonalised last 3 days) plus the seasonal shape: a daily shape
-(median over the last 4 days at the same time of day, or 28 with a weekly period) plus, with a weekly period,
-what the week adds to it (median over the last 4 weeks, smoothed by a running median), see
-``forecast_patterns``."""
+the decomposition only (on a sparse series a second time, on the deseasonalised series). STL (or MSTL, daily +
+weekly) gives the trend, on 15-minute means with the ``*_jump`` options (measured here: ~30x faster than the
+defaults with no visible change in the fit). The forecast for any timestamp is a robust level (median of the
+deseasonalised last 3 days) plus the seasonal shape: a daily shape (median over the last 4 days at the same time
+of day, or 28 with a weekly period) plus, with a weekly period, what the week adds to it (median over the last 4
+weeks, smoothed by a running median), see ``forecast_patterns``."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from analyzer.models.base import (
     FittedBaseline,
     Seasonality,
     choose_seasonality,
+    fill_unobserved,
     robust_scale,
 )
 
@@ -39,6 +40,7 @@ SCALE_BIN_SECONDS = 3600.0
 COARSE_SECONDS = 900.0  # STL runs on 15-minute means
 MIN_SCALE_SHARE = 0.5
 SMOOTH_SECONDS = 1800.0  # seasonal components are averaged over +-15 minutes of phase
+SEASONAL_FILL_GAP_RATIO = 0.05  # above this share of missing samples, gaps are refilled with the seasonal shape
 
 
 Smoother = Callable[[np.ndarray], np.ndarray]
@@ -104,9 +106,29 @@ def hourly_scales(local: np.ndarray, residuals: np.ndarray) -> np.ndarray:
 def smooth_phase(component: np.ndarray, step: float) -> np.ndarray:
     """A moving average along the phase. With few cycles of history (4 weeks = 4 samples per weekly phase) the
     per-phase median follows the noise; measured on generated data smoothing over +-15 minutes halves the
-    forecast error and keeps the residual scale at the true noise level, so band edges keep their meaning."""
+    forecast error and keeps the residual scale at the true noise level, so band edges keep their meaning.
+    Phases never observed (NaN) are left out of the average, not counted as zeros."""
     width = int(SMOOTH_SECONDS // step) | 1
-    return uniform_filter1d(component, width, mode="nearest") if width > 1 else component
+    if width == 1:
+        return component
+    known = np.isfinite(component)
+    if known.all():
+        return uniform_filter1d(component, width, mode="nearest")
+    total = uniform_filter1d(np.where(known, component, 0.0), width, mode="nearest")
+    count = uniform_filter1d(known.astype(np.float64), width, mode="nearest")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 1e-9, total / count, np.nan)
+
+
+def running_median(pattern: np.ndarray, width: int) -> np.ndarray:
+    """A running median along a periodic phase that ignores unobserved (NaN) phases."""
+    if np.isfinite(pattern).all():
+        return median_filter(pattern, size=width, mode="wrap")
+    half = width // 2
+    padded = np.concatenate([pattern[-half:], pattern, pattern[:half]])
+    with warnings.catch_warnings():  # a window with no observed phase stays NaN and is filled after
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, width), axis=1)
 
 
 def forecast_patterns(
@@ -134,9 +156,8 @@ def forecast_patterns(
     if max(periods) <= DAY:
         return (daily_part,)
     remainder = values - seasonal_at((daily_part,), start + step * np.arange(len(values)), step)
-    width = int(WEEKLY_SMOOTH_SECONDS // step) | 1
-    running_median = partial(median_filter, size=width, mode="wrap")
-    return (daily_part, _phase_median(remainder, start, step, WEEK, PATTERN_CYCLES, running_median))
+    weekly_smooth = partial(running_median, width=int(WEEKLY_SMOOTH_SECONDS // step) | 1)
+    return (daily_part, _phase_median(remainder, start, step, WEEK, PATTERN_CYCLES, weekly_smooth))
 
 
 def _phase_median(
@@ -146,12 +167,23 @@ def _phase_median(
     samples = int(round(period / step))
     cycles = max(1, min(cycles, len(values) // samples))
     tail = values[-cycles * samples :]
-    with warnings.catch_warnings():  # a phase missing in every cycle is filled below
+    with warnings.catch_warnings():  # a phase missing in every cycle stays NaN until after smoothing
         warnings.simplefilter("ignore", RuntimeWarning)
         pattern = np.nanmedian(tail.reshape(cycles, samples), axis=0)
-    pattern = smooth(np.where(np.isfinite(pattern), pattern, np.nanmedian(pattern)))
+    pattern = fill_unobserved(smooth(pattern))
     first_phase = phase(np.array([start + (len(values) - samples) * step]), period)[0]
     return period, np.roll(pattern, int(round(first_phase / step)))
+
+
+def recent_level(deseasonalised: np.ndarray, observed: np.ndarray, step: float) -> float:
+    """Median of the observed deseasonalised values of the last ``LEVEL_SECONDS``; when fewer than half of
+    those samples were observed, of the most recent that many observed samples instead (a sparse series gets a
+    slower level rather than one resting on a few samples)."""
+    window = int(LEVEL_SECONDS // step)
+    recent = deseasonalised[-window:][observed[-window:]]
+    if recent.size >= window // 2:
+        return float(np.median(recent))
+    return float(np.median(deseasonalised[observed][-(window // 2) :]))
 
 
 class STLModel(BaselineModel):
@@ -171,9 +203,12 @@ class STLModel(BaselineModel):
         filled = interpolate_gaps(grid, mask)
         season = choose_seasonality(context.seasonality, len(grid) * step)
         periods = self._periods(season)
-        trend = self._trend(filled, periods, step)
         grid_local = start + step * np.arange(len(filled))
-        patterns = forecast_patterns(filled - trend, mask, start, step, periods)
+        trend, patterns = self._components(filled, mask, start, step, periods)
+        if periods and 1.0 - mask.mean() > SEASONAL_FILL_GAP_RATIO:
+            seasonal = seasonal_at(patterns, grid_local, step)
+            filled = np.where(mask, grid, interpolate_gaps(grid - seasonal, mask) + seasonal)
+            trend, patterns = self._components(filled, mask, start, step, periods)
         seasonal = seasonal_at(patterns, grid_local, step)
         residuals = filled - trend - seasonal
         deseasonalised = filled - seasonal
@@ -184,11 +219,23 @@ class STLModel(BaselineModel):
             trained_from=float(timestamps[observed][0]),
             trained_to=float(timestamps[observed][-1]),
             step=step,
-            level=float(np.median(deseasonalised[-int(LEVEL_SECONDS // step) :][mask[-int(LEVEL_SECONDS // step) :]])),
+            level=recent_level(deseasonalised, mask, step),
             scales=hourly_scales(grid_local[mask], residuals[mask]),
             patterns=patterns,
             model=self.name,
         )
+
+    def _components(
+        self, filled: np.ndarray, observed: np.ndarray, start: float, step: float, periods: tuple[float, ...]
+    ) -> tuple[np.ndarray, tuple[tuple[float, np.ndarray], ...]]:
+        """(trend, forecast patterns) of a gap-filled grid; the patterns rest on observed samples only.
+
+        Gaps are first bridged by straight lines, which run through the daily swing: on a sparse series
+        (holes of hours, most of the grid missing) that bends the trend. So ``fit`` bridges them a second time
+        on the deseasonalised series and puts the shape back (measured on generated series, 28 days, 50%
+        missing in 6-hour holes: forecast error 4.0% -> 1.8% of the level)."""
+        trend = self._trend(filled, periods, step)
+        return trend, forecast_patterns(filled - trend, observed, start, step, periods)
 
     def _periods(self, season: Seasonality) -> tuple[float, ...]:
         if season.name == "weekly":

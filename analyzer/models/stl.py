@@ -40,6 +40,7 @@ SCALE_BIN_SECONDS = 3600.0
 COARSE_SECONDS = 900.0  # STL runs on 15-minute means
 MIN_SCALE_SHARE = 0.5
 SMOOTH_SECONDS = 1800.0  # seasonal components are averaged over +-15 minutes of phase
+BURST_CLIP_SCALES = 20.0  # the trend sees bursts clipped to this many robust scales around a running median
 SEASONAL_FILL_GAP_RATIO = 0.05  # above this share of missing samples, gaps are refilled with the seasonal shape
 
 
@@ -175,6 +176,24 @@ def _phase_median(
     return period, np.roll(pattern, int(round(first_phase / step)))
 
 
+def clip_bursts(series: np.ndarray, window: int) -> np.ndarray:
+    """The series clipped to ``BURST_CLIP_SCALES`` robust scales around its running median over ``window``
+    samples, so bursts shorter than half the window cannot pull STL's (least-squares) trend.
+
+    Why: on heavy-tailed series (network bytes, disk writes: a median of 68 with bursts of 10^5-10^6) the trend
+    followed the bursts, the detrended series and with it the seasonal shape and the level were off by the
+    bursts' size, and the forecast missed the data's median by orders of magnitude (on generated series with
+    twelve bursts of 10,000x: by 600% to 10^7 %; clipped: by under 2%). Clipping around a running median (not a
+    global one) keeps steps and slow changes in the trend. The scale is the plain MAD, not ``robust_scale``: a
+    mostly-zero series (MAD 0) must be clipped to its running median, not to its bursts' standard deviation."""
+    if window < 3 or series.size < window:
+        return series
+    local = median_filter(series, size=window | 1, mode="nearest")
+    deviation = series - local
+    scale = 1.4826 * float(np.median(np.abs(deviation - np.median(deviation))))
+    return np.clip(series, local - BURST_CLIP_SCALES * scale, local + BURST_CLIP_SCALES * scale)
+
+
 def recent_level(deseasonalised: np.ndarray, observed: np.ndarray, step: float) -> float:
     """Median of the observed deseasonalised values of the last ``LEVEL_SECONDS``; when fewer than half of
     those samples were observed, of the most recent that many observed samples instead (a sparse series gets a
@@ -250,7 +269,7 @@ class STLModel(BaselineModel):
         factor = max(1, int(round(COARSE_SECONDS / step)))
         usable = len(filled) // factor * factor
         coarse = filled[len(filled) - usable :].reshape(-1, factor).mean(axis=1)
-        coarse_trend = self._decompose(coarse, periods, step * factor)
+        coarse_trend = self._decompose(clip_bursts(coarse, int(DAY // (step * factor))), periods, step * factor)
         centres = (len(filled) - usable) + factor * np.arange(len(coarse)) + (factor - 1) / 2
         return np.interp(np.arange(len(filled)), centres, coarse_trend)
 

@@ -5,7 +5,7 @@ import pytest
 
 from analyzer.calendar import local_seconds
 from analyzer.models import FitContext, choose_seasonality, get_model
-from analyzer.models.base import fill_unobserved
+from analyzer.models.base import fill_unobserved, robust_scale
 from analyzer.models.stl import running_median, smooth_phase
 from analyzer.scoring import anomaly_scores, gated_band
 from analyzer.synthetic import DAY, generate, inject_spike, inject_step
@@ -219,3 +219,14 @@ def test_gated_band_keeps_one_at_the_edge():
     on_edge = gated.expected + half
     assert np.allclose(anomaly_scores(on_edge, gated, "both"), 1.0)
     assert np.all(anomaly_scores(series.values[future], gated, "both") < 1)
+
+
+def test_robust_scale_treats_a_mad_of_rounding_noise_as_zero():
+    """A mostly-zero series with bursts: residuals of +-1e-10 around 0 are equal, so the scale falls back to the
+    standard deviation instead of a band of width ~0 (anomaly scores of 10^15 on NAB's disk-write series)."""
+    residuals = np.random.default_rng(0).normal(0.0, 1e-10, 1000)
+    residuals[:5] = 1e7
+    assert robust_scale(residuals) == pytest.approx(np.std(residuals))
+    small_but_real = np.random.default_rng(1).normal(0.0, 1e-3, 1000)
+    small_but_real[:3] = 1e7  # bursts do not hide a real MAD
+    assert robust_scale(small_but_real) == pytest.approx(1e-3, rel=0.1)

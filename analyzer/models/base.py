@@ -71,13 +71,21 @@ def fill_unobserved(pattern: np.ndarray) -> np.ndarray:
     return np.interp(np.arange(size), positions, np.tile(pattern[known], 3))
 
 
+ROUNDING_SHARE = 1e4 * float(np.finfo(np.float64).eps)  # a MAD below this share of the largest residual is rounding
+
+
 def robust_scale(residuals: np.ndarray) -> float:
-    """1.4826 x MAD, falling back to the standard deviation when more than half the residuals are equal."""
+    """1.4826 x MAD, falling back to the standard deviation when more than half the residuals are equal.
+
+    "Equal" allows for rounding: a mostly-zero series (disk writes, error counts) whose expected value comes out
+    as +-1e-10 instead of 0 has a MAD of float noise, which made a band of width ~0 and anomaly scores of 10^15.
+    """
     finite = residuals[np.isfinite(residuals)]
     if finite.size == 0:
         return 0.0
     mad = float(np.median(np.abs(finite - np.median(finite)))) * 1.4826
-    return mad if mad > 0 else float(np.std(finite))
+    rounding = ROUNDING_SHARE * float(np.max(np.abs(finite)))
+    return mad if mad > rounding else float(np.std(finite))
 
 
 REFERENCE_SECONDS = 3 * DAY  # training residuals kept for regression verdicts: the last 3 days

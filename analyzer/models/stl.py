@@ -251,8 +251,8 @@ class STLModel(BaselineModel):
 
         Gaps are first bridged by straight lines, which run through the daily swing: on a sparse series
         (holes of hours, most of the grid missing) that bends the trend. So ``fit`` bridges them a second time
-        on the deseasonalised series and puts the shape back (measured on generated series, 28 days, 50%
-        missing in 6-hour holes: forecast error 4.0% -> 1.8% of the level)."""
+        on the deseasonalised series and puts the shape back (measured on the series of ``bench/sparse.py``
+        with 50% missing in 6-hour holes: forecast error 5.2% -> 2.4% of the level)."""
         trend = self._trend(filled, periods, step)
         return trend, forecast_patterns(filled - trend, observed, start, step, periods)
 

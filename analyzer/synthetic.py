@@ -82,3 +82,13 @@ def inject_drift(series: SyntheticSeries, start: float, size: float) -> None:
 def inject_gap(series: SyntheticSeries, start: float, end: float) -> None:
     series.values[(series.timestamps >= start) & (series.timestamps < end)] = np.nan
     series.injections.append(Injection("gap", start, end, 0.0))
+
+
+def missing_in_holes(size: int, ratio: float, mean_hole: float, rng: np.random.Generator) -> np.ndarray:
+    """A mask with ``ratio`` of ``size`` samples missing, in holes of exponentially distributed length (in
+    samples): a sparse series, as a low-traffic quantile or an irregular reporter leaves it."""
+    missing = np.zeros(size, dtype=bool)
+    while missing.mean() < ratio:
+        start = rng.integers(0, size)
+        missing[start : start + max(1, int(rng.exponential(mean_hole)))] = True
+    return missing

@@ -17,19 +17,10 @@ import numpy as np
 
 from analyzer.models import FitContext, get_model
 from analyzer.scoring import anomaly_scores
-from analyzer.synthetic import DAY, generate
+from analyzer.synthetic import DAY, generate, missing_in_holes
 
 RATIOS = (0.0, 0.5, 0.7, 0.8, 0.9)
 HOLES = (1, 24, 72)  # mean hole length in 5-minute samples: 5 min, 2 h, 6 h
-
-
-def missing_in_holes(size: int, ratio: float, mean_hole: float, rng: np.random.Generator) -> np.ndarray:
-    """A mask with ``ratio`` of the samples missing, in holes of exponentially distributed length."""
-    missing = np.zeros(size, dtype=bool)
-    while missing.mean() < ratio:
-        start = rng.integers(0, size)
-        missing[start : start + max(1, int(rng.exponential(mean_hole)))] = True
-    return missing
 
 
 def one_case(model: str, ratio: float, mean_hole: int, seed: int) -> tuple[float, float]:

@@ -8,7 +8,7 @@ from analyzer.models import FitContext, choose_seasonality, get_model
 from analyzer.models.base import fill_unobserved, robust_scale
 from analyzer.models.stl import running_median, smooth_phase
 from analyzer.scoring import anomaly_scores, gated_band
-from analyzer.synthetic import DAY, generate, inject_spike, inject_step
+from analyzer.synthetic import DAY, generate, inject_spike, inject_step, missing_in_holes
 
 MODELS = ["stl", "mstl", "profile"]
 MIDWEEK = 1_767_571_200.0 + 2.5 * DAY  # Wednesday noon, away from the synthetic weekend edges
@@ -109,15 +109,6 @@ def test_gaps_are_tolerated():
     for model in MODELS:
         _, band, future = fit_and_predict(series, model)
         assert np.all(np.isfinite(band.expected))
-
-
-def missing_in_holes(size: int, ratio: float, mean_hole: float, rng: np.random.Generator) -> np.ndarray:
-    """A mask with ``ratio`` of the samples missing, in holes of exponentially distributed length."""
-    missing = np.zeros(size, dtype=bool)
-    while missing.mean() < ratio:
-        start = rng.integers(0, size)
-        missing[start : start + max(1, int(rng.exponential(mean_hole)))] = True
-    return missing
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -71,6 +71,11 @@ def fill_unobserved(pattern: np.ndarray) -> np.ndarray:
     return np.interp(np.arange(size), positions, np.tile(pattern[known], 3))
 
 
+def mad_scale(values: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation: the standard deviation's robust twin for normal data."""
+    return 1.4826 * float(np.median(np.abs(values - np.median(values))))
+
+
 ROUNDING_SHARE = 1e4 * float(np.finfo(np.float64).eps)  # a MAD below this share of the largest residual is rounding
 
 
@@ -83,7 +88,7 @@ def robust_scale(residuals: np.ndarray) -> float:
     finite = residuals[np.isfinite(residuals)]
     if finite.size == 0:
         return 0.0
-    mad = float(np.median(np.abs(finite - np.median(finite)))) * 1.4826
+    mad = mad_scale(finite)
     rounding = ROUNDING_SHARE * float(np.max(np.abs(finite)))
     return mad if mad > rounding else float(np.std(finite))
 

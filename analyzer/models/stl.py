@@ -30,6 +30,7 @@ from analyzer.models.base import (
     Seasonality,
     choose_seasonality,
     fill_unobserved,
+    mad_scale,
     robust_scale,
 )
 
@@ -184,13 +185,12 @@ def clip_bursts(series: np.ndarray, window: int) -> np.ndarray:
     followed the bursts, the detrended series and with it the seasonal shape and the level were off by the
     bursts' size, and the forecast missed the data's median by orders of magnitude (on generated series with
     twelve bursts of 10,000x: by 600% to 10^7 %; clipped: by under 2%). Clipping around a running median (not a
-    global one) keeps steps and slow changes in the trend. The scale is the plain MAD, not ``robust_scale``: a
+    global one) keeps steps and slow changes in the trend. The scale is ``mad_scale``, not ``robust_scale``: a
     mostly-zero series (MAD 0) must be clipped to its running median, not to its bursts' standard deviation."""
     if window < 3 or series.size < window:
         return series
     local = median_filter(series, size=window | 1, mode="nearest")
-    deviation = series - local
-    scale = 1.4826 * float(np.median(np.abs(deviation - np.median(deviation))))
+    scale = mad_scale(series - local)
     return np.clip(series, local - BURST_CLIP_SCALES * scale, local + BURST_CLIP_SCALES * scale)
 
 

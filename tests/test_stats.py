@@ -80,6 +80,16 @@ def test_the_confidence_interval_covers_the_true_change() -> None:
     assert 88 <= covered <= 100
 
 
+def test_lag1_autocorrelation_is_not_hidden_by_a_few_bursts() -> None:
+    """1% of the samples replaced by bursts of 1,000x: Pearson's estimate falls to ~0, the rank estimate stays."""
+    rng = np.random.default_rng(4)
+    values = np.zeros(10000)
+    for i in range(1, values.size):
+        values[i] = 0.7 * values[i - 1] + rng.normal()
+    values[rng.choice(values.size, 100, replace=False)] = 1000.0
+    assert lag1_autocorrelation(values) == pytest.approx(0.7, abs=0.05)
+
+
 def test_autocorrelation_makes_p_values_larger_and_intervals_wider() -> None:
     reference, recent = windows(2.0, n_recent=24)
     plain = compare_windows(reference, recent, LEVEL, "lower_is_better")

@@ -6,7 +6,7 @@ import pytest
 from analyzer.calendar import local_seconds
 from analyzer.models import FitContext, choose_seasonality, get_model
 from analyzer.models.base import fill_unobserved, robust_scale
-from analyzer.models.stl import running_median, smooth_phase
+from analyzer.models.stl import phase_average, running_median, smooth_phase
 from analyzer.scoring import anomaly_scores, gated_band
 from analyzer.synthetic import DAY, generate, inject_spike, inject_step, missing_in_holes
 
@@ -140,6 +140,30 @@ def test_phase_smoothing_leaves_unobserved_phases_out():
     np.testing.assert_allclose(smooth_phase(pattern, 300.0)[5:20], 5.0)  # NaN are not zeros
     np.testing.assert_allclose(running_median(pattern, 5)[5:20], 5.0)
     assert np.isnan(running_median(pattern, 1)[11])  # no observed phase in its window: left for the fill
+
+
+def test_phase_smoothing_averages_noise_but_keeps_a_sharp_edge():
+    rng = np.random.default_rng(7)
+    square = np.where(np.arange(288) < 216, 80.0, 20.0)  # a job stops at 18:00 every day
+    noisy = square + rng.normal(0.0, 0.3, 288)
+    smoothed = smooth_phase(noisy, 300.0)
+    assert np.max(np.abs(smoothed - square)) < 1.0  # a plain average is off by up to 26 next to the edge
+    assert np.max(np.abs(phase_average(noisy, 7) - square)) > 20.0
+    assert np.std(smoothed[20:200] - square[20:200]) < 0.6 * np.std(noisy[20:200] - square[20:200])
+    curve = 50.0 + 20.0 * np.sin(2 * np.pi * np.arange(288) / 288) + rng.normal(0.0, 0.5, 288)
+    np.testing.assert_array_equal(smooth_phase(curve, 300.0), phase_average(curve, 7))  # no edge: the average
+
+
+@pytest.mark.parametrize("model", ["stl", "mstl"])
+def test_a_daily_square_wave_stays_inside_its_band_at_the_edges(model):
+    """NAB's art_daily_perfect_square_wave left its band at the edge every day and alerted daily."""
+    rng = np.random.default_rng(11)
+    timestamps = MIDWEEK - 10 * DAY + 300.0 * np.arange(10 * 288)
+    hour = (timestamps % DAY) / 3600.0
+    values = np.where((hour >= 9) & (hour < 18), 80.0, 20.0) + rng.normal(0.0, 0.5, timestamps.size)
+    series = type("Series", (), {"timestamps": timestamps, "values": values})
+    _, band, future = fit_and_predict(series, model)
+    assert np.max(anomaly_scores(values[future], band, "both")) < 1.0
 
 
 def test_seasonality_choice_and_reason():

@@ -37,10 +37,18 @@ class NewHigh:
 
 
 @dataclass(frozen=True)
+class AtLeast:
+    """``and abs(y) >= value``: a second column of the same series must be at least this large (either sign)."""
+
+    column: str
+    value: float
+
+
+@dataclass(frozen=True)
 class AlertRule:
     """One shipped alerting rule, reduced to what decides when it fires: ``column > above`` (or ``== equals``),
-    optionally gated by a new high of the same column, held ``hold`` seconds (``for:``), kept firing
-    ``keep_firing_for`` seconds after the condition ends."""
+    optionally gated by a new high of the same column and by the size of another column (``at_least``), held
+    ``hold`` seconds (``for:``), kept firing ``keep_firing_for`` seconds after the condition ends."""
 
     name: str
     column: str
@@ -49,11 +57,13 @@ class AlertRule:
     above: float | None = None
     equals: float | None = None
     new_high: NewHigh | None = None
+    at_least: AtLeast | None = None
 
 
 ANOMALY_KEEP = 1 * HOUR  # rules/perfsentinel-anomalies.yml
 SUSTAINED_KEEP = 3 * HOUR  # rules/perfsentinel-regressions.yml: regression tiers and drift
 ANOMALY_NEW_HIGH = NewHigh(recent=900.0, window=86400.0)
+DRIFT_MIN_CHANGE = AtLeast("change_pct", 5.0)  # the default minor tier: a drift smaller than that is not reported
 
 # The per-series alerts of the shipped rule files (names, thresholds and durations must match the YAML).
 SHIPPED_RULES: tuple[AlertRule, ...] = (
@@ -63,7 +73,7 @@ SHIPPED_RULES: tuple[AlertRule, ...] = (
     AlertRule("PerfSentinelRegressionSignificant", "severity", 600.0, SUSTAINED_KEEP, equals=2),
     AlertRule("PerfSentinelRegressionCritical", "severity", 300.0, SUSTAINED_KEEP, equals=3),
     AlertRule("PerfSentinelRegressionEscalated", "severity", 1800.0, SUSTAINED_KEEP, equals=2),
-    AlertRule("PerfSentinelDrift", "drift_score", 3 * HOUR, SUSTAINED_KEEP, above=1.0),
+    AlertRule("PerfSentinelDrift", "drift_score", 3 * HOUR, SUSTAINED_KEEP, above=1.0, at_least=DRIFT_MIN_CHANGE),
 )
 
 
@@ -82,10 +92,13 @@ def new_high(values: np.ndarray, times: np.ndarray, gate: NewHigh) -> np.ndarray
     return result
 
 
-def condition(rule: AlertRule, values: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """The rule's expression per row (an absent sample, NaN, never matches)."""
+def condition(rule: AlertRule, values: np.ndarray, times: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
+    """The rule's expression per row (an absent sample, NaN, never matches); ``other`` holds the values of
+    ``rule.at_least.column`` (absent: the rule never matches)."""
     with np.errstate(invalid="ignore"):
         active = values > rule.above if rule.above is not None else values == rule.equals
+        if rule.at_least is not None:
+            active &= np.abs(other) >= rule.at_least.value if other is not None else False
     active &= np.isfinite(values)
     if rule.new_high is not None:
         active &= new_high(values, times, rule.new_high)
@@ -130,10 +143,15 @@ def rule_onsets(columns: Mapping[str, np.ndarray], times: np.ndarray,
         starts = np.zeros(len(times), dtype=bool)
         if rule.column in columns:
             values = np.asarray(columns[rule.column], dtype=np.float64)[order]
-            active = condition(rule, values, sorted_times)
+            other = _column(columns, rule.at_least.column, order) if rule.at_least else None
+            active = condition(rule, values, sorted_times, other)
             starts[order] = onsets(firing(active, sorted_times, rule.hold, rule.keep_firing_for))
         result[rule.name] = starts
     return result
+
+
+def _column(columns: Mapping[str, np.ndarray], name: str, order: np.ndarray) -> np.ndarray | None:
+    return np.asarray(columns[name], dtype=np.float64)[order] if name in columns else None
 
 
 def notifications(columns: Mapping[str, np.ndarray], times: np.ndarray,

@@ -3,6 +3,7 @@ and agreement with the shipped rule files under ``promtool test rules``."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -58,6 +59,17 @@ def test_new_high_compares_the_recent_window_with_the_one_before() -> None:
     assert high[15:18].all() and not high[18]  # the 6 beats everything before; NaN is an absent sample
 
 
+def test_at_least_needs_the_other_column_large_enough_in_either_direction() -> None:
+    rule = AlertRule("X", "score", 0.0, 0.0, above=1.0, at_least=episodes.AtLeast("change", 5.0))
+    score = np.full(5, 3.0)
+    change = np.array([10.0, 4.9, -6.0, np.nan, 5.0])
+    assert episodes.condition(rule, score, minutes(5), change).tolist() == [True, False, True, False, True]
+    assert not episodes.condition(rule, score, minutes(5)).any()  # the other column is absent
+    assert episodes.notifications({"score": score, "change": change}, minutes(5), (rule,)).tolist() == [
+        True, False, True, False, True]  # fmt: skip
+    assert not episodes.notifications({"score": score}, minutes(5), (rule,)).any()
+
+
 def test_absent_samples_never_match_and_missing_columns_never_fire() -> None:
     rule = AlertRule("X", "score", 0.0, 0.0, above=1.0)
     values = np.array([np.nan, 2.0, np.nan])
@@ -102,6 +114,11 @@ def test_shipped_rules_table_matches_the_rule_files() -> None:
             recent, window = promql_duration(rule.new_high.recent), promql_duration(rule.new_high.window)
             name = metric[rule.column]
             assert f"unless max_over_time({name}[{recent}]) <= max_over_time({name}[{window}] offset {recent})" in expr
+        if rule.at_least is None:
+            assert " and abs(" not in expr, rule.name
+        else:
+            assert rule.at_least.column == "change_pct", rule.name  # exported as a ratio
+            assert f"and abs(perfsentinel_regression_change_ratio) >= {rule.at_least.value / 100:g}" in expr, expr
 
 
 def promql_duration(seconds: float) -> str:
@@ -117,8 +134,9 @@ SERIES_LABELS = {"target": "api", "service": "checkout"}
 
 def generated_metrics(rows: int, seed: int) -> dict[str, np.ndarray]:
     """One minute per row: anomaly scores with spikes of random height and length plus a daily recurring one,
-    regression severities that step through every tier and flicker, a drift score with bumps of 5 h (fires) and
-    2 h (does not). Known by construction, not by a model."""
+    regression severities that step through every tier and flicker, a drift score with bumps of 5 h (fires), 2 h
+    (does not) and 5 h with a change below 5% (does not), a change % that is negative for part of the first bump
+    (still fires: the size counts). Known by construction, not by a model."""
     rng = np.random.default_rng(seed)
     score = rng.gamma(2.0, 0.2, rows)
     for start in rng.choice(rows - 60, 14, replace=False):
@@ -133,7 +151,11 @@ def generated_metrics(rows: int, seed: int) -> dict[str, np.ndarray]:
     drift[1000:1300] = 1.5  # 5 hours above 1
     drift[1100] = 0.5  # one dip: the 3-hour hold restarts at 1101 and completes at 1281
     drift[2200:2320] = 1.3  # 2 hours: never fires
-    return {"anomaly_score": score, "severity": severity, "drift_score": drift}
+    drift[2500:2800] = 1.6  # 5 hours, but ...
+    change = np.full(rows, 20.0)
+    change[2500:2800] = rng.uniform(-4.9, 4.9, 300)  # ... the level moved by less than 5%: never fires
+    change[1000:1150] = -20.0
+    return {"anomaly_score": score, "severity": severity, "drift_score": drift, "change_pct": change}
 
 
 def promtool_test(metrics: dict[str, np.ndarray], checks: dict[str, list[tuple[int, bool]]],
@@ -142,9 +164,9 @@ def promtool_test(metrics: dict[str, np.ndarray], checks: dict[str, list[tuple[i
         return " ".join(f"{v:.6g}" for v in array)
 
     labels = ",".join(f'{k}="{v}"' for k, v in SERIES_LABELS.items())
-    change_ratio = np.full(len(metrics["severity"]), 0.2)
     inputs = {"anomaly_score": metrics["anomaly_score"], "regression_severity": metrics["severity"],
-              "regression_change_ratio": change_ratio, "drift_score": metrics["drift_score"]}  # fmt: skip
+              "regression_change_ratio": metrics["change_pct"] / 100.0,
+              "drift_score": metrics["drift_score"]}  # fmt: skip
     series = [{"series": f"perfsentinel_{name}{{{labels}}}", "values": values(array)} for name, array in inputs.items()]
     tests = [{"eval_time": f"{row}m", "alertname": name,
               "exp_alerts": [{"exp_labels": {**SERIES_LABELS, **rule_labels[name]}}] if fires else []}
@@ -185,10 +207,15 @@ def test_episodes_agree_with_promtool_on_the_shipped_rules(tmp_path: Path, seed:
     rng = np.random.default_rng(seed)
     checks = {}
     for rule in episodes.SHIPPED_RULES:
-        active = episodes.condition(rule, metrics[rule.column], times)
+        other = metrics[rule.at_least.column] if rule.at_least else None
+        active = episodes.condition(rule, metrics[rule.column], times, other)
         state = episodes.firing(active, times, rule.hold, rule.keep_firing_for)
         assert episodes.onsets(state).any(), f"the generated series should make {rule.name} fire"
-        checks[rule.name] = check_rows(state, rng)
+        checks[rule.name] = check_rows(state, rng) + [(2790, bool(state[2790]))]  # the end of the small drift
+    drift = next(rule for rule in episodes.SHIPPED_RULES if rule.name == "PerfSentinelDrift")
+    without_change = episodes.condition(dataclasses.replace(drift, at_least=None), metrics["drift_score"], times)
+    assert episodes.firing(without_change, times, drift.hold, drift.keep_firing_for)[2790]  # the size gate matters
+    assert dict(checks["PerfSentinelDrift"])[2790] is False
     rule_paths, rule_labels = stripped_rule_files(tmp_path)
     test_file = tmp_path / "agreement_test.yml"
     test_file.write_text(yaml.safe_dump(promtool_test(metrics, checks, rule_labels, rule_paths)))

@@ -155,10 +155,13 @@ def test_phase_smoothing_averages_noise_but_keeps_a_sharp_edge():
 
 
 @pytest.mark.parametrize("model", ["stl", "mstl"])
-def test_a_daily_square_wave_stays_inside_its_band_at_the_edges(model):
-    """NAB's art_daily_perfect_square_wave left its band at the edge every day and alerted daily."""
+@pytest.mark.parametrize("offset", [0.0, 120.0, 200.0])
+def test_a_daily_square_wave_stays_inside_its_band_at_the_edges(model, offset):
+    """NAB's art_daily_perfect_square_wave left its band at the edge every day and alerted daily. With samples
+    off the step's multiples by more than half a step (six NAB files: 5-minute data at hh:04, hh:09, ...) the
+    forecast was also one slot early: the fit rounds a sample to the nearest grid slot, the forecast truncated."""
     rng = np.random.default_rng(11)
-    timestamps = MIDWEEK - 10 * DAY + 300.0 * np.arange(10 * 288)
+    timestamps = MIDWEEK - 10 * DAY + offset + 300.0 * np.arange(10 * 288)
     hour = (timestamps % DAY) / 3600.0
     values = np.where((hour >= 9) & (hour < 18), 80.0, 20.0) + rng.normal(0.0, 0.5, timestamps.size)
     series = type("Series", (), {"timestamps": timestamps, "values": values})

@@ -71,7 +71,7 @@ class FittedSTL(FittedBaseline):
 def seasonal_at(patterns: tuple[tuple[float, np.ndarray], ...], local: np.ndarray, step: float) -> np.ndarray:
     total = np.zeros(local.shape)
     for period, pattern in patterns:
-        total += pattern[(phase(local, period) // step).astype(np.int64) % len(pattern)]
+        total += pattern[np.rint(phase(local, period) / step).astype(np.int64) % len(pattern)]  # as the grid rounds
     return total
 
 

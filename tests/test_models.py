@@ -129,6 +129,23 @@ def test_forecast_of_a_sparse_series_comes_from_its_observed_samples(model, rati
     assert np.median(errors) < 0.04
 
 
+def test_a_phase_seen_once_does_not_carry_its_spike_into_the_forecast():
+    """85% missing: most phases of the daily shape are observed once or twice in 4 days, and a spike seen once
+    was that phase's "median". Such phases now take the median pooled with their neighbours' samples."""
+    worst = []
+    for seed in range(8):
+        series = generate(days=10, seed=seed, noise=0.03, weekend_dip=0.0)
+        rng = np.random.default_rng(seed)
+        values = np.where(rng.random(series.values.size) < 0.85, np.nan, series.values)
+        spikes = np.isfinite(values) & (rng.random(values.size) < 0.03)
+        values[spikes] *= 5.0
+        train = series.timestamps <= series.timestamps[-1] - DAY
+        baseline = get_model("stl").fit(series.timestamps[train], values[train], FitContext(step=300))
+        expected = baseline.predict(series.timestamps[~train]).expected
+        worst.append(np.max(np.abs(expected - series.clean[~train]) / series.clean[~train]))
+    assert np.median(worst) < 0.8  # measured 0.45; before, 2.0 (the spikes, at 5x the level, in the forecast)
+
+
 def test_unobserved_phases_are_filled_from_their_neighbours_around_the_cycle():
     pattern = np.array([np.nan, 2.0, 4.0, np.nan, np.nan, 10.0, np.nan])
     np.testing.assert_allclose(fill_unobserved(pattern), [10 - 16 / 3, 2.0, 4.0, 6.0, 8.0, 10.0, 10 - 8 / 3])

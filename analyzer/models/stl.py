@@ -43,6 +43,7 @@ MIN_SCALE_SHARE = 0.5
 SMOOTH_SECONDS = 1800.0  # seasonal components are averaged over +-15 minutes of phase
 EDGE_SCALES = 1.5  # ... except where average and running median differ by this many noise scales (an edge)
 BURST_CLIP_SCALES = 20.0  # the trend sees bursts clipped to this many robust scales around a running median
+MIN_PHASE_SAMPLES = 2  # a phase observed fewer times takes the median pooled with its neighbours' samples
 SEASONAL_FILL_GAP_RATIO = 0.05  # above this share of missing samples, gaps are refilled with the seasonal shape
 
 
@@ -185,12 +186,32 @@ def _phase_median(
     samples = int(round(period / step))
     cycles = max(1, min(cycles, len(values) // samples))
     tail = values[-cycles * samples :]
+    by_cycle = tail.reshape(cycles, samples)
     with warnings.catch_warnings():  # a phase missing in every cycle stays NaN until after smoothing
         warnings.simplefilter("ignore", RuntimeWarning)
-        pattern = np.nanmedian(tail.reshape(cycles, samples), axis=0)
+        pattern = np.nanmedian(by_cycle, axis=0)
+        thin = np.isfinite(by_cycle).sum(axis=0) < MIN_PHASE_SAMPLES
+        if thin.any():
+            pattern[thin] = pooled_median(by_cycle, int(SMOOTH_SECONDS // step) | 1)[thin]
     pattern = fill_unobserved(smooth(pattern))
     first_phase = phase(np.array([start + (len(values) - samples) * step]), period)[0]
     return period, np.roll(pattern, int(round(first_phase / step)))
+
+
+def pooled_median(by_cycle: np.ndarray, width: int) -> np.ndarray:
+    """Per phase, the median of every observed sample of the phases within ``width`` (circular), all cycles.
+
+    For phases observed fewer than ``MIN_PHASE_SAMPLES`` times: on a sparse series (85% missing) most phases of
+    4 days are seen once, and a phase's "median" was then its one sample, a spike included (measured: 5x spikes
+    in 3% of the samples put the worst forecast error of the next day at 200% of the level, median of 8 seeds;
+    45% pooled). Measured and not chosen: pooling phases seen twice as well, and leaving phases whose pooled
+    window holds fewer than 3 samples to the fill: same on spikes, larger errors on smooth sparse shapes
+    (``bench/sparse.py``, 90% missing: 3.3% -> 4.7% of the level)."""
+    half = width // 2
+    padded = np.concatenate([by_cycle[:, -half:], by_cycle, by_cycle[:, :half]], axis=1) if half else by_cycle
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=1)  # (cycles, phases, width)
+    pooled = windows.transpose(1, 0, 2).reshape(by_cycle.shape[1], -1)
+    return np.nanmedian(pooled, axis=1)
 
 
 def clip_bursts(series: np.ndarray, window: int) -> np.ndarray:

@@ -157,6 +157,7 @@ def test_phase_smoothing_leaves_unobserved_phases_out():
     np.testing.assert_allclose(smooth_phase(pattern, 300.0)[5:20], 5.0)  # NaN are not zeros
     np.testing.assert_allclose(running_median(pattern, 5)[5:20], 5.0)
     assert np.isnan(running_median(pattern, 1)[11])  # no observed phase in its window: left for the fill
+    assert running_median(pattern, 1).shape == pattern.shape  # width 1 (a step of 4 h) is the pattern itself
 
 
 def test_phase_smoothing_averages_noise_but_keeps_a_sharp_edge():

@@ -143,11 +143,16 @@ def running_median(pattern: np.ndarray, width: int) -> np.ndarray:
     """A running median along a periodic phase that ignores unobserved (NaN) phases."""
     if np.isfinite(pattern).all():
         return median_filter(pattern, size=width, mode="wrap")
-    half = width // 2
-    padded = np.concatenate([pattern[-half:], pattern, pattern[:half]])
     with warnings.catch_warnings():  # a window with no observed phase stays NaN and is filled after
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(np.lib.stride_tricks.sliding_window_view(padded, width), axis=1)
+        return np.nanmedian(phase_windows(pattern, width), axis=-1)
+
+
+def phase_windows(values: np.ndarray, width: int) -> np.ndarray:
+    """The ``width`` phases centred on each phase (last axis), wrapping around the cycle: (..., phases, width)."""
+    half = width // 2
+    padded = np.concatenate([values[..., -half:], values, values[..., :half]], axis=-1) if half else values
+    return np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1)
 
 
 def forecast_patterns(
@@ -207,10 +212,7 @@ def pooled_median(by_cycle: np.ndarray, width: int) -> np.ndarray:
     45% pooled). Measured and not chosen: pooling phases seen twice as well, and leaving phases whose pooled
     window holds fewer than 3 samples to the fill: same on spikes, larger errors on smooth sparse shapes
     (``bench/sparse.py``, 90% missing: 3.3% -> 4.7% of the level)."""
-    half = width // 2
-    padded = np.concatenate([by_cycle[:, -half:], by_cycle, by_cycle[:, :half]], axis=1) if half else by_cycle
-    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=1)  # (cycles, phases, width)
-    pooled = windows.transpose(1, 0, 2).reshape(by_cycle.shape[1], -1)
+    pooled = phase_windows(by_cycle, width).transpose(1, 0, 2).reshape(by_cycle.shape[1], -1)
     return np.nanmedian(pooled, axis=1)
 
 

@@ -141,8 +141,8 @@ def rule_onsets(columns: Mapping[str, np.ndarray], times: np.ndarray,
     result = {}
     for rule in rules:
         starts = np.zeros(len(times), dtype=bool)
-        if rule.column in columns:
-            values = np.asarray(columns[rule.column], dtype=np.float64)[order]
+        values = _column(columns, rule.column, order)
+        if values is not None:
             other = _column(columns, rule.at_least.column, order) if rule.at_least else None
             active = condition(rule, values, sorted_times, other)
             starts[order] = onsets(firing(active, sorted_times, rule.hold, rule.keep_firing_for))

@@ -257,6 +257,7 @@ def test_a_weekend_dip_is_forecast_from_two_weeks_of_history(model, days_before_
         baseline, day = fit_before(series, MONDAY + DAY - days_before_tuesday * DAY, 14, model=model)
         band = baseline.predict(series.timestamps[day])
         assert baseline.seasonality.name == "daily" and has_weekend_part(baseline)
+        assert baseline.seasonality.note.endswith("daily, with its own weekend shape")
         error = (band.expected - series.clean[day]) / series.clean[day]
         assert np.sqrt(np.mean(error**2)) < 0.02
         assert np.sum(anomaly_scores(series.values[day], band, "both") > 1) <= 1

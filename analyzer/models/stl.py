@@ -190,9 +190,16 @@ def forecast_patterns(
 
 
 def _phase_median(
-    values: np.ndarray, start: float, step: float, period: float, cycles: int, smooth: Smoother
+    values: np.ndarray,
+    start: float,
+    step: float,
+    period: float,
+    cycles: int,
+    smooth: Smoother,
+    min_samples: float = MIN_PHASE_SAMPLES,
 ) -> tuple[float, np.ndarray]:
-    """(period, per-phase median over the last whole ``cycles`` of ``period``, smoothed, indexed by phase / step)."""
+    """(period, per-phase median over the last whole ``cycles`` of ``period``, smoothed, indexed by phase / step);
+    phases observed fewer than ``min_samples`` times take the pooled median (``inf``: every phase)."""
     samples = int(round(period / step))
     cycles = max(1, min(cycles, len(values) // samples))
     tail = values[-cycles * samples :]
@@ -200,7 +207,7 @@ def _phase_median(
     with warnings.catch_warnings():  # a phase missing in every cycle stays NaN until after smoothing
         warnings.simplefilter("ignore", RuntimeWarning)
         pattern = np.nanmedian(by_cycle, axis=0)
-        thin = np.isfinite(by_cycle).sum(axis=0) < MIN_PHASE_SAMPLES
+        thin = np.isfinite(by_cycle).sum(axis=0) < min_samples
         if thin.any():
             pattern[thin] = pooled_median(by_cycle, int(SMOOTH_SECONDS // step) | 1)[thin]
     pattern = fill_unobserved(smooth(pattern))
@@ -229,9 +236,10 @@ def weekend_split(values: np.ndarray, start: float, step: float) -> tuple[tuple[
     weekdays = np.where(on_weekend, np.nan, values)
     period, weekday_shape = _phase_median(weekdays, start, step, DAY, WEEKDAY_SHAPE_DAYS, smooth)
     noise = spread_scale((weekdays - seasonal_at(((period, weekday_shape),), local, step))[np.isfinite(weekdays)])
+    pooled_shape = partial(_phase_median, start=start, step=step, period=DAY, cycles=WEEKEND_SHAPE_DAYS,
+                           smooth=smooth, min_samples=np.inf)  # fmt: skip
     latest, earlier, difference = (
-        _phase_median(np.where(on_weekend & weekends, values, np.nan), start, step, DAY, WEEKEND_SHAPE_DAYS, smooth)[1]
-        - weekday_shape
+        pooled_shape(np.where(on_weekend & weekends, values, np.nan))[1] - weekday_shape
         for weekends in (week == whole[-1], week < whole[-1], np.full(len(values), True))
     )
     if min(rms(latest), rms(earlier)) <= WEEKEND_MIN_EFFECT * noise or rms(latest - earlier) > rms(difference):
@@ -249,7 +257,7 @@ def spread_scale(residuals: np.ndarray) -> float:
     if residuals.size == 0:
         return 0.0
     quartiles = np.percentile(residuals, [25.0, 75.0])
-    return max(mad_scale(residuals), float(quartiles[1] - quartiles[0]) / 1.349)
+    return max(robust_scale(residuals), float(quartiles[1] - quartiles[0]) / 1.349)
 
 
 def winsorized_mean(values: np.ndarray, share: float = 0.05) -> float:
@@ -320,6 +328,13 @@ def recent_level(deseasonalised: np.ndarray, observed: np.ndarray, step: float) 
     return float(np.median(deseasonalised[observed][-(window // 2) :]))
 
 
+def with_weekend_note(season: Seasonality, patterns: tuple[tuple[float, np.ndarray], ...]) -> Seasonality:
+    """A daily seasonality whose patterns carry a weekend split says so in its note (the series' ``note``)."""
+    if season.name != "daily" or not any(period == WEEK for period, _ in patterns):
+        return season
+    return Seasonality("daily", season.note.replace("daily only", "daily, with its own weekend shape"))
+
+
 class STLModel(BaselineModel):
     """One seasonal period: weekly when there is enough history (it also carries the daily shape), else daily.
     With ``multi=True`` (model ``mstl``) both periods are separate MSTL components."""
@@ -349,7 +364,7 @@ class STLModel(BaselineModel):
         residuals = filled - trend - seasonal
         deseasonalised = filled - seasonal
         return FittedSTL(
-            seasonality=season,
+            seasonality=with_weekend_note(season, patterns),
             timezone=context.timezone,
             band_sigmas=context.band_sigmas,
             trained_from=float(timestamps[observed][0]),

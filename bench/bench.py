@@ -1,9 +1,10 @@
 """Throughput benchmark of the vertical slice. Prints figures; asserts nothing.
 
-    python3 bench/bench.py [--series 100] [--quick]
+    python3 bench/bench.py [--series 100] [--quick] [--history-days 28]
 
-- refit seconds per series per model at 28 days x 5 minutes (one process), and series/s with the process pool
-  on all cores;
+- refit seconds per series per model at 28 days x 5 minutes (one process; ``--history-days 14`` for what a
+  default Prometheus keeps, where STL is daily with a weekend shape), and series/s with the process pool on all
+  cores;
 - score-only throughput (baseline predict + band + score per series, as the score job does);
 - exposition render time for 10k and 100k time series, and for 10k and 100k analyzed series (15 time series each);
   the text /metrics serves, rendered once per analysis;
@@ -33,16 +34,16 @@ MODELS = ("profile", "stl", "mstl", "prophet")
 CONTEXT = FitContext(step=300.0)
 
 
-def requests_for(model: str, count: int) -> list[FitRequest]:
+def requests_for(model: str, count: int, days: float) -> list[FitRequest]:
     out = []
     for seed in range(count):
-        series = generate(days=28, seed=seed)
+        series = generate(days=days, seed=seed)
         out.append(FitRequest(str(seed), model, series.timestamps, series.values, CONTEXT))
     return out
 
 
-def bench_fit(model: str, count: int, pool: FitPool) -> tuple[float, float]:
-    batch = requests_for(model, count)
+def bench_fit(model: str, count: int, pool: FitPool, days: float) -> tuple[float, float]:
+    batch = requests_for(model, count, days)
     sample = batch[: max(3, count // 10)]
     started = time.perf_counter()
     for request in sample:
@@ -122,14 +123,17 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=100, help="series per model for the fit figures")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--quick", action="store_true", help="fewer series, 10k exposition only")
+    parser.add_argument("--history-days", type=float, default=28.0, help="history of each fit")
     args = parser.parse_args()
     count = 20 if args.quick else args.series
     workers = default_workers()
     pool = FitPool(workers)
-    print(f"fits at 28 days x 5 minutes (8,064 points), {count} series per model, pool of {workers} processes")
+    points = int(args.history_days * 288)
+    print(f"fits at {args.history_days:g} days x 5 minutes ({points:,} points), {count} series per model, "
+          f"pool of {workers} processes")  # fmt: skip
     print(f"{'model':<10}{'s/series (1 proc)':>20}{'series/s (pool)':>18}")
     for model in args.models.split(","):
-        per_series, rate = bench_fit(model, count if model != "prophet" else min(count, 20), pool)
+        per_series, rate = bench_fit(model, count if model != "prophet" else min(count, 20), pool, args.history_days)
         print(f"{model:<10}{per_series:>20.4f}{rate:>18.1f}")
     pool.close()
     print(f"\nscore-only: {bench_score(20_000):,.0f} series/s (one thread)")

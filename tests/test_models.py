@@ -236,9 +236,8 @@ MONDAY = 1_767_571_200.0  # 2026-01-05 00:00 UTC, the generator's default end
 def fit_before(series, cutoff: float, days: float, **context):
     """A baseline fitted on the ``days`` before ``cutoff`` and the day after it (timestamps, mask)."""
     train = (series.timestamps <= cutoff) & (series.timestamps > cutoff - days * DAY)
-    baseline = get_model(context.pop("model", "stl")).fit(
-        series.timestamps[train], series.values[train], FitContext(step=300, **context)
-    )
+    model, step = context.pop("model", "stl"), context.pop("step", 300)
+    baseline = get_model(model).fit(series.timestamps[train], series.values[train], FitContext(step=step, **context))
     return baseline, (series.timestamps > cutoff) & (series.timestamps <= cutoff + DAY)
 
 
@@ -261,6 +260,16 @@ def test_a_weekend_dip_is_forecast_from_two_weeks_of_history(model, days_before_
         error = (band.expected - series.clean[day]) / series.clean[day]
         assert np.sqrt(np.mean(error**2)) < 0.02
         assert np.sum(anomaly_scores(series.values[day], band, "both") > 1) <= 1
+
+
+@pytest.mark.parametrize("step", [60, 420, 3600])
+def test_a_weekend_shape_at_other_steps(step):
+    """The weekend part is read at the nearest daily slot, so a step that does not divide a day (7 min) works."""
+    series = generate(days=17, seed=1, weekend_dip=0.15, step=step, end=MONDAY - DAY)  # to Sunday 00:00
+    baseline, saturday = fit_before(series, MONDAY - 2 * DAY, 16, step=step)
+    expected = baseline.predict(series.timestamps[saturday]).expected
+    assert has_weekend_part(baseline)
+    assert np.sqrt(np.mean(((expected - series.clean[saturday]) / series.clean[saturday]) ** 2)) < 0.03
 
 
 def test_no_weekend_split_without_a_repeated_weekend_effect():

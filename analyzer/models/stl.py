@@ -246,9 +246,17 @@ def weekend_split(values: np.ndarray, start: float, step: float) -> tuple[tuple[
     )
     if min(rms(latest), rms(earlier)) <= WEEKEND_MIN_EFFECT * noise or rms(latest - earlier) > rms(difference):
         return None
-    weekly = np.zeros(int(round(WEEK / step)))
-    weekly[int(round(WEEKEND_START / step)) :] = np.tile(difference, 2)
-    return (period, weekday_shape), (WEEK, weekly)
+    return (period, weekday_shape), (WEEK, weekend_component(difference, step))
+
+
+def weekend_component(difference: np.ndarray, step: float) -> np.ndarray:
+    """A weekly pattern (by phase / step) that is ``difference`` (a daily one) on the weekend and 0 elsewhere;
+    read at the nearest daily slot, as ``seasonal_at`` does, so steps that do not divide a day work too."""
+    phases = step * np.arange(int(round(WEEK / step)))
+    weekly = np.zeros(phases.size)
+    weekend = phases >= WEEKEND_START
+    weekly[weekend] = difference[np.rint(phase(phases[weekend], DAY, 0.0) / step).astype(np.int64) % difference.size]
+    return weekly
 
 
 def weekends_of(observed: np.ndarray, start: float, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -52,6 +52,7 @@ def test_serialised_baselines_predict_exactly_as_before(model):
     future = series.timestamps[-1] + 300.0 * np.arange(1, 4000)
     again = load_baseline(dump_baseline(baseline))
     assert type(again) is type(baseline)
+    assert again.seasonality.note.endswith("with its own weekend shape")  # 9 days, two weekends with a dip
     for a, b in zip(baseline.predict(future).__dict__.values(), again.predict(future).__dict__.values(), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(again.reference.residuals, baseline.reference.residuals)

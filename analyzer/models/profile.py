@@ -2,7 +2,8 @@
 
 Each slot pools its neighbours (``POOL_SECONDS`` either side) across all cycles of the history, so four weeks
 of 5-minute data give about 28 samples per weekly slot instead of 4. Medians make it immune to the spikes in
-the history that would drag a mean.
+the history that would drag a mean. With a daily period (less than 21 days of history) the weekend gets its
+own time-of-day slots when ``analyzer.models.weekend`` finds that it differs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from analyzer.calendar import local_seconds, phase
 from analyzer.models.base import (
+    DAY,
     BaselineModel,
     FitContext,
     FitError,
@@ -22,6 +24,13 @@ from analyzer.models.base import (
     choose_seasonality,
     fill_unobserved,
     robust_scale,
+)
+from analyzer.models.weekend import (
+    on_weekend,
+    spread_scale,
+    weekend_difference,
+    weekend_groups,
+    with_weekend_note,
 )
 
 MAX_SLOTS_PER_DAY = 288  # slots never narrower than 5 minutes
@@ -41,12 +50,18 @@ class FittedProfile(FittedBaseline):
     medians: np.ndarray
     scales: np.ndarray
     model: str = "profile"
+    weekend: tuple[np.ndarray, np.ndarray] | None = None  # (medians, scales) of a daily profile's weekend slots
 
     def expected_and_scale(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.seasonality.name == "none":
             return np.full(local.shape, self.medians[0]), np.full(local.shape, self.scales[0])
         slots = slot_index(local, self.seasonality.period, self.slot_seconds)
-        return self.medians[slots], self.scales[slots]
+        if self.weekend is None:
+            return self.medians[slots], self.scales[slots]
+        weekend = on_weekend(local)
+        medians, scales = self.weekend
+        expected = np.where(weekend, medians[slots], self.medians[slots])
+        return expected, np.where(weekend, scales[slots], self.scales[slots])
 
 
 def slot_index(local: np.ndarray, period: float, slot_seconds: float) -> np.ndarray:
@@ -81,14 +96,19 @@ class ProfileModel(BaselineModel):
         timestamps, values = timestamps[observed], values[observed]
         season = choose_seasonality(context.seasonality, float(timestamps[-1] - timestamps[0]) + context.step)
         global_scale = robust_scale(values - np.median(values))
+        weekend = None
         if season.name == "none":
             medians, scales, slot_seconds = np.array([np.median(values)]), np.array([global_scale]), 0.0
         else:
             slot_seconds = max(context.step, 86400.0 / MAX_SLOTS_PER_DAY)
             local = local_seconds(timestamps, context.timezone)
-            medians, scales = self._slot_statistics(local, values, season.period, slot_seconds)
-            residual_scale = robust_scale(values - medians[slot_index(local, season.period, slot_seconds)])
-            scales = np.maximum(np.nan_to_num(scales, nan=residual_scale), MIN_SCALE_SHARE * residual_scale)
+            medians, scales = self._profile(local, values, season.period, slot_seconds)
+            if season.name == "daily" and context.seasonality != "daily":
+                weekend = self._weekend(local, values, slot_seconds, context.step)
+                if weekend is not None:
+                    weekdays = ~on_weekend(local)
+                    medians, scales = self._profile(local[weekdays], values[weekdays], DAY, slot_seconds)
+                    season = with_weekend_note(season)
         return FittedProfile(
             seasonality=season,
             timezone=context.timezone,
@@ -98,7 +118,35 @@ class ProfileModel(BaselineModel):
             slot_seconds=slot_seconds,
             medians=medians,
             scales=scales,
+            weekend=weekend,
         )
+
+    def _profile(
+        self, local: np.ndarray, values: np.ndarray, period: float, slot_seconds: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Slot medians and scales; a slot's scale is never below ``MIN_SCALE_SHARE`` of the residual scale."""
+        medians, scales = self._slot_statistics(local, values, period, slot_seconds)
+        residual_scale = robust_scale(values - medians[slot_index(local, period, slot_seconds)])
+        return medians, np.maximum(np.nan_to_num(scales, nan=residual_scale), MIN_SCALE_SHARE * residual_scale)
+
+    def _weekend(
+        self, local: np.ndarray, values: np.ndarray, slot_seconds: float, step: float
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(medians, scales) of the weekend's own daily profile, or None when the weekend does not differ."""
+        groups = weekend_groups(local, np.ones(local.size, dtype=bool), step)
+        if groups is None:
+            return None
+        weekdays = ~on_weekend(local)
+        weekday_medians = self._slot_statistics(local[weekdays], values[weekdays], DAY, slot_seconds)[0]
+        noise = spread_scale(values[weekdays] - weekday_medians[slot_index(local[weekdays], DAY, slot_seconds)])
+
+        def shape(group: np.ndarray) -> np.ndarray:
+            return self._slot_statistics(local[group], values[group], DAY, slot_seconds)[0]
+
+        if weekend_difference(groups, shape, weekday_medians, noise) is None:
+            return None
+        weekend = groups[-1]
+        return self._profile(local[weekend], values[weekend], DAY, slot_seconds)
 
     @staticmethod
     def _slot_statistics(

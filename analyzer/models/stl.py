@@ -33,6 +33,14 @@ from analyzer.models.base import (
     mad_scale,
     robust_scale,
 )
+from analyzer.models.weekend import (
+    WEEKEND_START,
+    on_weekend,
+    spread_scale,
+    weekend_difference,
+    weekend_groups,
+    with_weekend_note,
+)
 
 LEVEL_SECONDS = 3 * 86400.0  # the level is the median of the deseasonalised last 3 days
 PATTERN_CYCLES = 4  # cycles of the longest period behind the forecast shape (4 days, or 4 weeks)
@@ -45,12 +53,9 @@ EDGE_SCALES = 1.5  # ... except where average and running median differ by this 
 BURST_CLIP_SCALES = 20.0  # the trend sees bursts clipped to this many robust scales around a running median
 MIN_PHASE_SAMPLES = 2  # a phase observed fewer times takes the median pooled with its neighbours' samples
 SEASONAL_FILL_GAP_RATIO = 0.05  # above this share of missing samples, gaps are refilled with the seasonal shape
-WEEKEND_START = 5 * DAY  # Saturday 00:00 in the weekly phase (weeks start on Monday)
 WEEKDAY_SHAPE_DAYS = 6  # a weekend split's weekday shape: the weekdays of the last 6 days (4 or more)
 WEEKEND_SHAPE_DAYS = 14  # ... and its weekend shape: the weekend days of the last 2 weeks
-MIN_WEEKEND_DAYS = 1.0  # the split needs two weekends with a day's worth of observed samples each
 WEEKEND_TREND_SECONDS = 3600.0  # the weekday trend runs on hourly means (4x fewer samples than the trend's 15 min)
-WEEKEND_MIN_EFFECT = 0.5  # RMS of weekend minus weekday shape, in noise scales, for the split to be used
 
 
 Smoother = Callable[[np.ndarray], np.ndarray]
@@ -221,30 +226,25 @@ def _phase_median(
 
 
 def weekend_split(values: np.ndarray, start: float, step: float) -> tuple[tuple[float, np.ndarray], ...] | None:
-    """A daily shape from the weekdays plus a weekly component that is zero on weekdays and the weekend's own
-    daily shape minus the weekday one on Saturday and Sunday (local time), for a history too short for a weekly
-    period (< 21 days; Prometheus keeps 15 days by default). None unless the latest weekend, the weekends before
-    it and all of them together each differ from the weekdays by ``WEEKEND_MIN_EFFECT`` noise scales (RMS over
-    the day): with one weekend, a change of shape that happened to start on a Saturday would be taken for a
-    weekend effect and the Monday forecast from the old shape.
-
-    Why: a daily-only shape forecasts a weekend day as a weekday and, from a median over the last 4 days, the
-    Monday after it from a mix of both; a series with a weekend dip then left its band every weekend."""
+    """A daily shape from the weekdays of the last ``WEEKDAY_SHAPE_DAYS`` plus a weekly component that is zero
+    on weekdays and, on Saturday and Sunday, the weekend days' own daily shape (medians pooled over +-15
+    minutes, so single bursts do not count) minus the weekday one; None when ``analyzer.models.weekend`` finds
+    no weekend effect."""
     local = start + step * np.arange(len(values))
-    on_weekend, week, whole = weekends_of(np.isfinite(values), start, step)
-    if whole.size < 2:
+    groups = weekend_groups(local, np.isfinite(values), step)
+    if groups is None:
         return None
     smooth = partial(smooth_phase, step=step)
-    weekdays = np.where(on_weekend, np.nan, values)
+    weekdays = np.where(on_weekend(local), np.nan, values)
     period, weekday_shape = _phase_median(weekdays, start, step, DAY, WEEKDAY_SHAPE_DAYS, smooth)
-    noise = spread_scale((weekdays - seasonal_at(((period, weekday_shape),), local, step))[np.isfinite(weekdays)])
-    pooled_shape = partial(_phase_median, start=start, step=step, period=DAY, cycles=WEEKEND_SHAPE_DAYS,
-                           smooth=smooth, min_samples=np.inf)  # fmt: skip
-    latest, earlier, difference = (
-        pooled_shape(np.where(on_weekend & weekends, values, np.nan))[1] - weekday_shape
-        for weekends in (week == whole[-1], week < whole[-1], np.full(len(values), True))
-    )
-    if min(rms(latest), rms(earlier)) <= WEEKEND_MIN_EFFECT * noise or rms(latest - earlier) > rms(difference):
+    noise = spread_scale(weekdays - seasonal_at(((period, weekday_shape),), local, step))
+
+    def pooled_shape(group: np.ndarray) -> np.ndarray:
+        masked = np.where(group, values, np.nan)
+        return _phase_median(masked, start, step, DAY, WEEKEND_SHAPE_DAYS, smooth, min_samples=np.inf)[1]
+
+    difference = weekend_difference(groups, pooled_shape, weekday_shape, noise)
+    if difference is None:
         return None
     return (period, weekday_shape), (WEEK, weekend_component(difference, step))
 
@@ -259,32 +259,8 @@ def weekend_component(difference: np.ndarray, step: float) -> np.ndarray:
     return weekly
 
 
-def weekends_of(observed: np.ndarray, start: float, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(on a weekend, week number, the weeks whose weekend has ``MIN_WEEKEND_DAYS`` of observed samples)."""
-    local = start + step * np.arange(len(observed))
-    on_weekend = phase(local, WEEK) >= WEEKEND_START
-    week = (local + 3 * DAY) // WEEK  # weeks start on Monday, as in ``phase``
-    observed_weeks, counts = np.unique(week[on_weekend & observed], return_counts=True)
-    return on_weekend, week, observed_weeks[counts * step >= MIN_WEEKEND_DAYS * DAY]
-
-
-def spread_scale(residuals: np.ndarray) -> float:
-    """The larger of the MAD and the interquartile range, each scaled to a normal standard deviation (they agree
-    on normal noise). The MAD alone sees only the larger mode of a two-level series (NAB's
-    ``ec2_cpu_utilization_c6585a`` alternates between 0.067 and 0.134: a MAD of 0.005), against which any
-    difference of medians between weekend and weekdays looked like an effect."""
-    if residuals.size == 0:
-        return 0.0
-    quartiles = np.percentile(residuals, [25.0, 75.0])
-    return max(robust_scale(residuals), float(quartiles[1] - quartiles[0]) / 1.349)
-
-
 def winsorized_mean(values: np.ndarray, share: float = 0.05) -> float:
     return float(np.mean(np.clip(values, *np.percentile(values, [100 * share, 100 * (1 - share)]))))
-
-
-def rms(values: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(values**2)))
 
 
 def bridge_weekends(
@@ -296,7 +272,7 @@ def bridge_weekends(
     detrended series (generated 15% dip, 14 days: 0.6% of it was left). Day medians, not the samples next to
     the weekend, because one noisy sample at midnight would set the level of the whole bridge."""
     local = start + step * np.arange(len(filled))
-    weekday = phase(local, WEEK) < WEEKEND_START
+    weekday = ~on_weekend(local)
     if not weekday.any():
         return filled
     daily = seasonal_at(patterns[:1], local, step)  # the daily part (a weekend part must not come back in)
@@ -348,13 +324,6 @@ def recent_level(deseasonalised: np.ndarray, observed: np.ndarray, step: float) 
     return float(np.median(deseasonalised[observed][-(window // 2) :]))
 
 
-def with_weekend_note(season: Seasonality, patterns: tuple[tuple[float, np.ndarray], ...]) -> Seasonality:
-    """A daily seasonality whose patterns carry a weekend split says so in its note (the series' ``note``)."""
-    if season.name != "daily" or not any(period == WEEK for period, _ in patterns):
-        return season
-    return Seasonality("daily", season.note.replace("daily only", "daily, with its own weekend shape"))
-
-
 class STLModel(BaselineModel):
     """One seasonal period: weekly when there is enough history (it also carries the daily shape), else daily.
     With ``multi=True`` (model ``mstl``) both periods are separate MSTL components."""
@@ -384,7 +353,7 @@ class STLModel(BaselineModel):
         residuals = filled - trend - seasonal
         deseasonalised = filled - seasonal
         return FittedSTL(
-            seasonality=with_weekend_note(season, patterns),
+            seasonality=with_weekend_note(season) if len(patterns) == 2 and season.name == "daily" else season,
             timezone=context.timezone,
             band_sigmas=context.band_sigmas,
             trained_from=float(timestamps[observed][0]),
@@ -413,7 +382,8 @@ class STLModel(BaselineModel):
         with 50% missing in 6-hour holes: forecast error 5.2% -> 2.4% of the level)."""
         trend = self._trend(filled, periods, step)
         patterns = forecast_patterns(filled - trend, observed, start, step, periods)
-        if weekend and weekends_of(observed, start, step)[2].size >= 2:  # else weekend_split says no (cheaper)
+        local = start + step * np.arange(len(filled))
+        if weekend and weekend_groups(local, observed, step) is not None:  # else weekend_split says no (cheaper)
             bridged = bridge_weekends(filled, start, step, patterns)
             weekday_trend = self._trend(bridged, periods, step, WEEKEND_TREND_SECONDS)
             split = weekend_split(np.where(observed, filled - weekday_trend, np.nan), start, step)

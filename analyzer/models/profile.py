@@ -102,13 +102,14 @@ class ProfileModel(BaselineModel):
         else:
             slot_seconds = max(context.step, 86400.0 / MAX_SLOTS_PER_DAY)
             local = local_seconds(timestamps, context.timezone)
-            medians, scales = self._profile(local, values, season.period, slot_seconds)
+            split = None
             if season.name == "daily" and context.seasonality != "daily":
-                weekend = self._weekend(local, values, slot_seconds, context.step)
-                if weekend is not None:
-                    weekdays = ~on_weekend(local)
-                    medians, scales = self._profile(local[weekdays], values[weekdays], DAY, slot_seconds)
-                    season = with_weekend_note(season)
+                split = self._weekend_split(local, values, slot_seconds, context.step)
+            if split is None:
+                medians, scales = self._profile(local, values, season.period, slot_seconds)
+            else:
+                (medians, scales), weekend = split
+                season = with_weekend_note(season)
         return FittedProfile(
             seasonality=season,
             timezone=context.timezone,
@@ -129,24 +130,22 @@ class ProfileModel(BaselineModel):
         residual_scale = robust_scale(values - medians[slot_index(local, period, slot_seconds)])
         return medians, np.maximum(np.nan_to_num(scales, nan=residual_scale), MIN_SCALE_SHARE * residual_scale)
 
-    def _weekend(
+    def _weekend_split(
         self, local: np.ndarray, values: np.ndarray, slot_seconds: float, step: float
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """(medians, scales) of the weekend's own daily profile, or None when the weekend does not differ."""
+    ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+        """((medians, scales) of the weekdays' daily profile, the same of the weekend's), or None when the
+        weekend does not differ from the weekdays (``analyzer.models.weekend``)."""
         groups = weekend_groups(local, np.ones(local.size, dtype=bool), step)
         if groups is None:
             return None
         weekdays = ~on_weekend(local)
-        weekday_medians = self._slot_statistics(local[weekdays], values[weekdays], DAY, slot_seconds)[0]
-        noise = spread_scale(values[weekdays] - weekday_medians[slot_index(local[weekdays], DAY, slot_seconds)])
-
-        def shape(group: np.ndarray) -> np.ndarray:
-            return self._slot_statistics(local[group], values[group], DAY, slot_seconds)[0]
-
-        if weekend_difference(groups, shape, weekday_medians, noise) is None:
+        weekday = self._profile(local[weekdays], values[weekdays], DAY, slot_seconds)
+        noise = spread_scale(values[weekdays] - weekday[0][slot_index(local[weekdays], DAY, slot_seconds)])
+        latest, earlier = (self._slot_statistics(local[g], values[g], DAY, slot_seconds)[0] for g in groups[:2])
+        weekend = self._profile(local[groups[2]], values[groups[2]], DAY, slot_seconds)
+        if weekend_difference((latest, earlier, weekend[0]), weekday[0], noise) is None:
             return None
-        weekend = groups[-1]
-        return self._profile(local[weekend], values[weekend], DAY, slot_seconds)
+        return weekday, weekend
 
     @staticmethod
     def _slot_statistics(

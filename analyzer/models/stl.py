@@ -239,11 +239,11 @@ def weekend_split(values: np.ndarray, start: float, step: float) -> tuple[tuple[
     period, weekday_shape = _phase_median(weekdays, start, step, DAY, WEEKDAY_SHAPE_DAYS, smooth)
     noise = spread_scale(weekdays - seasonal_at(((period, weekday_shape),), local, step))
 
-    def pooled_shape(group: np.ndarray) -> np.ndarray:
-        masked = np.where(group, values, np.nan)
-        return _phase_median(masked, start, step, DAY, WEEKEND_SHAPE_DAYS, smooth, min_samples=np.inf)[1]
-
-    difference = weekend_difference(groups, pooled_shape, weekday_shape, noise)
+    shapes = tuple(
+        _phase_median(np.where(group, values, np.nan), start, step, DAY, WEEKEND_SHAPE_DAYS, smooth, np.inf)[1]
+        for group in groups
+    )
+    difference = weekend_difference(shapes, weekday_shape, noise)
     if difference is None:
         return None
     return (period, weekday_shape), (WEEK, weekend_component(difference, step))

@@ -2,8 +2,8 @@
 
 Prometheus keeps 15 days by default, so with a default Prometheus no series reaches a weekly period, and a
 daily-only baseline forecasts a weekend day as a weekday: a series with a weekend dip left its band every
-weekend. STL and the profile model both ask this module whether the weekend differs, each with its own way of
-building a daily shape from a subset of the samples (``Shape``).
+weekend. STL and the profile model both ask this module whether the weekend differs, each with the daily
+shapes it builds its own way from the weekend samples (``weekend_groups``).
 
 The rule: two weekends with ``MIN_WEEKEND_DAYS`` of observed samples each are needed, and the latest weekend,
 the weekends before it and all of them together must each differ from the weekday shape by more than
@@ -14,8 +14,6 @@ taken for a weekend effect and the Monday forecast from the old shape.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from analyzer.calendar import phase
@@ -24,8 +22,6 @@ from analyzer.models.base import DAY, WEEK, Seasonality, robust_scale
 WEEKEND_START = 5 * DAY  # Saturday 00:00 in the weekly phase (weeks start on Monday)
 MIN_WEEKEND_DAYS = 0.75  # the split needs two weekends with 18 hours of observed samples each
 WEEKEND_MIN_EFFECT = 0.5  # RMS of weekend minus weekday shape, in noise scales, for the split to be used
-
-Shape = Callable[[np.ndarray], np.ndarray]  # samples selected by a mask -> daily shape by slot
 
 
 def on_weekend(local: np.ndarray) -> np.ndarray:
@@ -45,11 +41,10 @@ def weekend_groups(local: np.ndarray, observed: np.ndarray, step: float) -> tupl
     return weekend & (week == whole[-1]), weekend & (week < whole[-1]), weekend
 
 
-def weekend_difference(
-    groups: tuple[np.ndarray, ...], shape: Shape, weekday_shape: np.ndarray, noise: float
-) -> np.ndarray | None:
-    """The weekend's daily shape minus the weekday one, or None when the weekend does not differ (module doc)."""
-    latest, earlier, overall = (shape(group) - weekday_shape for group in groups)
+def weekend_difference(shapes: tuple[np.ndarray, ...], weekday_shape: np.ndarray, noise: float) -> np.ndarray | None:
+    """The weekend's daily shape minus the weekday one, or None when the weekend does not differ (module doc).
+    ``shapes``: the daily shapes of the latest weekend, of the weekends before it and of all weekends."""
+    latest, earlier, overall = (shape - weekday_shape for shape in shapes)
     if min(rms(latest), rms(earlier)) <= WEEKEND_MIN_EFFECT * noise or rms(latest - earlier) > rms(overall):
         return None
     return overall

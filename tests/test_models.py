@@ -234,7 +234,7 @@ MONDAY = 1_767_571_200.0  # 2026-01-05 00:00 UTC, the generator's default end
 
 
 def fit_before(series, cutoff: float, days: float, **context):
-    """A baseline fitted on the ``days`` before ``cutoff`` and the day after it (timestamps, mask)."""
+    """(The baseline fitted on the ``days`` before ``cutoff``, the mask of the day after it.)"""
     train = (series.timestamps <= cutoff) & (series.timestamps > cutoff - days * DAY)
     model, step = context.pop("model", "stl"), context.pop("step", 300)
     baseline = get_model(model).fit(series.timestamps[train], series.values[train], FitContext(step=step, **context))

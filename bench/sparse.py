@@ -15,9 +15,9 @@ import argparse
 
 import numpy as np
 
-from analyzer.models import FitContext, get_model
+from analyzer.models import FitContext, FittedBaseline, get_model
 from analyzer.scoring import anomaly_scores
-from analyzer.synthetic import DAY, generate, missing_in_holes
+from analyzer.synthetic import DAY, SyntheticSeries, generate, missing_in_holes
 
 RATIOS = (0.0, 0.5, 0.7, 0.8, 0.9)
 HOLES = (1, 24, 72)  # mean hole length in 5-minute samples: 5 min, 2 h, 6 h
@@ -30,10 +30,16 @@ def one_case(model: str, ratio: float, mean_hole: int, seed: int) -> tuple[float
     missing = missing_in_holes(int(train.sum()), ratio, mean_hole, np.random.default_rng(seed + 100))
     values = np.where(missing, np.nan, series.values[train])
     baseline = get_model(model).fit(series.timestamps[train], values, FitContext(step=300))
-    band = baseline.predict(series.timestamps[~train])
-    error = (band.expected - series.clean[~train]) / series.clean[~train]
-    alarms = anomaly_scores(series.values[~train], band, "both") > 1
-    return float(np.sqrt(np.mean(error**2))), float(np.mean(alarms))
+    return forecast_quality(baseline, series, ~train)
+
+
+def forecast_quality(baseline: FittedBaseline, series: SyntheticSeries, future: np.ndarray) -> tuple[float, float]:
+    """(RMS forecast error against the noise-free signal relative to it, share of the noisy samples outside the
+    band) over the ``future`` samples of ``series``."""
+    band = baseline.predict(series.timestamps[future])
+    error = (band.expected - series.clean[future]) / series.clean[future]
+    outside = anomaly_scores(series.values[future], band, "both") > 1
+    return float(np.sqrt(np.mean(error**2))), float(np.mean(outside))
 
 
 def main() -> None:

@@ -13,12 +13,17 @@ worst) and the share of that day's noisy samples outside the band (anomaly score
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 
 from analyzer.models import FitContext, get_model
-from analyzer.scoring import anomaly_scores
 from analyzer.synthetic import DAY, generate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sparse import forecast_quality  # noqa: E402
 
 DIPS = (0.15, 0.05, 0.0)
 HISTORIES = (8, 14, 20)  # days; Prometheus keeps 15 by default
@@ -34,10 +39,9 @@ def next_day(model: str, dip: float, days: int, seed: int) -> tuple[list[float],
         train = (series.timestamps <= cutoff) & (series.timestamps > cutoff - days * DAY)
         day = (series.timestamps > cutoff) & (series.timestamps <= cutoff + DAY)
         baseline = get_model(model).fit(series.timestamps[train], series.values[train], FitContext(step=300))
-        band = baseline.predict(series.timestamps[day])
-        error = (band.expected - series.clean[day]) / series.clean[day]
-        errors.append(float(np.sqrt(np.mean(error**2))))
-        outside.append(float(np.mean(anomaly_scores(series.values[day], band, "both") > 1)))
+        error, share = forecast_quality(baseline, series, day)
+        errors.append(error)
+        outside.append(share)
     return errors, outside
 
 

@@ -401,7 +401,8 @@ class STLModel(BaselineModel):
     def _trend(
         self, filled: np.ndarray, periods: tuple[float, ...], step: float, coarse_seconds: float = COARSE_SECONDS
     ) -> np.ndarray:
-        """STL's trend on the series averaged to ``COARSE_SECONDS`` buckets, interpolated back to the grid.
+        """STL's trend on the series averaged to ``coarse_seconds`` buckets (15 minutes unless asked), interpolated
+        back to the grid.
 
         The trend is smooth over days, so the coarse series loses nothing it needs, and STL's cost falls with
         the square of the period in samples: measured 3x faster at 28 days of 5-minute data."""

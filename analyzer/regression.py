@@ -5,11 +5,13 @@ One evaluation has two steps, so that false alarms can be controlled across all 
 1. ``assess`` (per series): residuals of the recent window (observed minus baseline) against the residuals of
    the baseline on the end of its own history (``models.base.Reference``). The recent window starts at the
    change point found inside ``regression_window`` (``analyzer.changepoint``) when that split is significant,
-   else it is the last ``drift_window``. Gives the raw p-value, change % with CI, effect size, drift score.
+   else it is the last ``drift_window``. Gives the raw p-value, change % with CI, effect size, drift score,
+   and whether a stretch of the reference as long as the recent window already held a level as bad
+   (``precedented``: bursts that come and go are not a regression).
 2. ``decide`` (per series, after Benjamini-Hochberg over the run's p-values): a candidate tier is the severity
-   of the change % when the adjusted p-value is <= ``alpha`` and the change is worse; it becomes the verdict
-   after ``persistence`` consecutive evaluations (and clears after as many without). A large change without
-   enough evidence yet is ``potential`` (severity 0).
+   of the change % when the adjusted p-value is <= ``alpha``, the change is worse and unprecedented; it becomes
+   the verdict after ``persistence`` consecutive evaluations (and clears after as many without). A large change
+   without enough evidence yet is ``potential`` (severity 0).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats as st
 
 from analyzer.changepoint import ChangePoint, best_split
@@ -41,6 +44,7 @@ TRENDS = ("improving", "stable", "degrading", "volatile")
 
 NO_REFERENCE = "no_reference_residuals"
 FEW_RECENT = "too_few_recent_samples"
+PRECEDENTED = "reached_before"  # a stretch of the reference as long as the recent window was as bad
 SPLIT_P_VALUE = 0.01  # a change point inside the window is used when its own t-test is below this
 MIN_SEGMENT = 3  # samples on each side of a change point
 DAY = 86400.0
@@ -80,6 +84,7 @@ class Evidence:
     change_start: float | None = None  # timestamp of the first sample after a significant split
     expected_level: float | None = None
     reason: str = ""  # set when there is no comparison (insufficient data)
+    precedented: bool = False  # see ``precedented``; only looked for when the raw p-value could confirm
 
 
 @dataclass
@@ -151,12 +156,13 @@ def assess(
     in_drift = timestamps > end - settings.drift_window
     drift = drift_score(residuals[in_drift], reference, settings.direction)
     recent, start = residuals[in_drift], None
+    recent_from = float(timestamps[in_drift][0]) if in_drift.any() else end
     split = best_split(residuals, settings.direction, MIN_SEGMENT)
     if split is not None and split.p_value < SPLIT_P_VALUE and _leaves_normal(split, reference):
         start = float(timestamps[split.index])
         after = residuals[split.index :]
         if np.isfinite(after).sum() >= 2 * MIN_SEGMENT:
-            recent = after
+            recent, recent_from = after, start
     level = float(np.nanmean(expected[-recent.size :])) if np.isfinite(expected).any() else math.nan
     try:
         comparison = compare_windows(
@@ -165,7 +171,32 @@ def assess(
         )  # fmt: skip
     except InsufficientData as exc:
         return Evidence(drift_score=drift, reason=f"{FEW_RECENT}: {exc}")
-    return Evidence(drift, comparison, start, level)
+    could_confirm = comparison.p_value <= settings.alpha and comparison.worse  # the adjusted p is never smaller
+    held = could_confirm and precedented(reference, recent, end - recent_from, settings)
+    return Evidence(drift, comparison, start, level, precedented=held)
+
+
+def precedented(reference: Reference, recent: np.ndarray, duration: float, settings: RegressionSettings) -> bool:
+    """Whether a stretch of the reference as long as the recent window (``duration`` seconds) had a median
+    residual at least as far from the reference median, in the bad direction, as the recent window has
+    (``both``: in either direction, as the drift score and the two-sided test measure it).
+
+    Such a level came and went within the last days without being a regression: a cluster of bursts, an hour
+    the baseline does not model. The parametric test cannot see that, as it treats the reference as noise
+    around one level. The reference's own last ``regression_window`` is left out: a stretch there may be the
+    start of the change under test (the backtest refits without masking regressed periods; the service masks
+    them). Too short a reference for two stretches: no precedent."""
+    recent = recent[np.isfinite(recent)]
+    spacing = reference.spacing
+    length = round(duration / spacing) + 1 if spacing > 0 else recent.size
+    left_out = round(settings.regression_window / spacing) if spacing > 0 else 0
+    usable = reference.residuals[: max(reference.residuals.size - left_out, 0)]
+    if recent.size == 0 or usable.size < 2 * length:
+        return False
+    normal = float(np.median(reference.residuals))
+    stretches = np.median(sliding_window_view(usable, length), axis=1) - normal
+    moved = float(np.median(recent)) - normal
+    return bool(worse_sign(settings.direction, stretches).max() >= worse_sign(settings.direction, moved))
 
 
 def _leaves_normal(split: ChangePoint, reference: Reference) -> bool:
@@ -183,11 +214,12 @@ def decide(evidence: Evidence, q_value: float | None, state: VerdictState, setti
         return Verdict(INSUFFICIENT_DATA, 0, evidence.drift_score, reason=evidence.reason)
     q = comparison.p_value if q_value is None or math.isnan(q_value) else q_value
     tier = severity_for(comparison.change_pct, settings.thresholds)
-    confirmed = tier if q <= settings.alpha and comparison.worse else NONE
+    confirmed = tier if q <= settings.alpha and comparison.worse and not evidence.precedented else NONE
     _advance(state, confirmed, evidence, settings)
     verdict = state.verdict
     if verdict == NONE and tier != NONE:
         verdict = POTENTIAL
+    reason = PRECEDENTED if evidence.precedented and verdict == POTENTIAL else ""
     return Verdict(
         verdict=verdict,
         severity=SEVERITY_LEVELS.get(state.verdict, 0),
@@ -200,6 +232,7 @@ def decide(evidence: Evidence, q_value: float | None, state: VerdictState, setti
         effect_size=comparison.effect_size,
         confidence=1.0 - q,
         start=state.start,
+        reason=reason,
     )
 
 

@@ -8,11 +8,12 @@ import pytest
 
 from analyzer.changepoint import best_split
 from analyzer.models import FitContext
-from analyzer.models.base import attach_reference
+from analyzer.models.base import Reference, attach_reference
 from analyzer.models.stl import STLModel
 from analyzer.regression import (
     NONE,
     POTENTIAL,
+    PRECEDENTED,
     Evidence,
     RegressionSettings,
     VerdictState,
@@ -20,6 +21,7 @@ from analyzer.regression import (
     decide,
     history_trend,
     nearest_event,
+    precedented,
     replay,
 )
 from analyzer.stats import SeverityThresholds, compare_windows
@@ -38,15 +40,19 @@ def scenario(size: float, direction: str = "lower_is_better", seed: int = 7, aft
     start = fit_end + after
     if size:
         inject_step(series, start, size)
-    history = series.timestamps < fit_end
-    baseline = STLModel().fit(series.timestamps[history], series.values[history], FitContext(step=STEP))
-    attach_reference(baseline, series.timestamps[history], series.values[history])
-    expected = baseline.predict(series.timestamps).expected
+    return series.timestamps, start, verdicts_after_fit(series.timestamps, series.values, fit_end, direction)
+
+
+def verdicts_after_fit(times: np.ndarray, values: np.ndarray, fit_end: float, direction: str) -> dict:
+    """Fit STL on the samples before ``fit_end`` (the reference is its last 3 days), then replay every later
+    sample's evaluation."""
+    history = times < fit_end
+    baseline = STLModel().fit(times[history], values[history], FitContext(step=STEP))
+    attach_reference(baseline, times[history], values[history])
+    expected = baseline.predict(times).expected
     settings = RegressionSettings(direction=direction)
     rows = np.flatnonzero(~history)
-    verdicts = replay(series.timestamps, series.values - expected, expected, rows, baseline.reference, settings,
-                      VerdictState())  # fmt: skip
-    return series.timestamps, start, verdicts
+    return replay(times, values - expected, expected, rows, baseline.reference, settings, VerdictState())
 
 
 def first_detection(times, start, verdicts):
@@ -106,8 +112,6 @@ def test_potential_when_the_change_is_large_but_not_yet_significant() -> None:
     times = np.arange(72) * STEP
     residuals = rng.normal(0, 1, 72)
     residuals[-12:] += 2.0
-    from analyzer.models.base import Reference
-
     reference = Reference(rng.normal(0, 1, 800), 1.0, 0.0)
     evidence = assess(times, residuals, np.full(72, 10.0), reference, settings)
     verdict = decide(evidence, None, VerdictState(), settings)
@@ -152,3 +156,81 @@ def test_nearest_event_is_the_latest_before_the_start() -> None:
     assert nearest_event(events, 30.0, 3600.0) is None
     assert nearest_event(events, 600.0, 50.0) is None
     assert nearest_event(events, None, 3600.0) is None
+
+
+def with_bursts(series, starts: list[float], height: float, minutes: float = 45) -> None:
+    """Multiply ``minutes`` from each start by ``1 + height`` (a cluster of bursts, a batch job)."""
+    for start in starts:
+        inside = (series.timestamps >= start) & (series.timestamps < start + minutes * 60)
+        series.values[inside] *= 1 + height
+
+
+def burst_scenario(earlier_bursts: bool, height: float = 0.3, seed: int = 4) -> tuple[np.ndarray, float, dict]:
+    """28 days of history, the last 3 days with (or without) three 45-minute bursts of ``height`` at different
+    times of day, then a day with one such burst 6 hours after the fit."""
+    series = generate(days=HISTORY_DAYS + 1, seed=seed, noise=0.04)
+    fit_end = series.timestamps[0] + HISTORY_DAYS * DAY
+    earlier = [fit_end - 2.6 * DAY, fit_end - 1.7 * DAY, fit_end - 0.8 * DAY] if earlier_bursts else []
+    with_bursts(series, [*earlier, fit_end + 6 * 3600], height)
+    return series.timestamps, fit_end + 6 * 3600, verdicts_after_fit(series.timestamps, series.values, fit_end,
+                                                                      "lower_is_better")  # fmt: skip
+
+
+def test_a_burst_like_the_ones_of_the_last_days_is_no_regression() -> None:
+    _, _, unseen = burst_scenario(earlier_bursts=False)
+    assert any(v.severity > 0 for v in unseen.values())  # the test alone takes a 45-minute burst for a change
+    _, _, seen = burst_scenario(earlier_bursts=True)
+    assert all(v.severity == 0 for v in seen.values())
+    held_back = [v for v in seen.values() if v.reason == PRECEDENTED]
+    assert held_back and all(v.verdict == POTENTIAL and v.change_pct > 15 for v in held_back)
+
+
+def test_a_step_that_outlasts_the_earlier_bursts_is_still_detected() -> None:
+    series = generate(days=HISTORY_DAYS + 1, seed=4, noise=0.04)
+    fit_end = series.timestamps[0] + HISTORY_DAYS * DAY
+    with_bursts(series, [fit_end - 2.6 * DAY, fit_end - 1.7 * DAY, fit_end - 0.8 * DAY], 0.3)
+    start = fit_end + 6 * 3600
+    inject_step(series, start, 0.3)
+    verdicts = verdicts_after_fit(series.timestamps, series.values, fit_end, "lower_is_better")
+    delay, verdict = first_detection(series.timestamps, start, verdicts)
+    assert delay is not None and 45 * 60 < delay <= 2 * 3600  # once it is longer than any earlier burst
+    assert verdict.change_pct > 20
+
+
+def reference_with_stretch(height: float, at: int, samples: int = 12, spacing: float = STEP) -> Reference:
+    """Residuals N(0, 0.5) kept ``spacing`` seconds apart (3 days at 5 minutes), ``samples`` of them raised."""
+    residuals = np.random.default_rng(8).normal(0, 0.5, 864)
+    residuals[at : at + samples] += height
+    return Reference(residuals, 1.0, 0.0, spacing)
+
+
+@pytest.mark.parametrize(
+    ("direction", "stretch", "recent", "held"),
+    [
+        ("lower_is_better", 3.0, 2.5, True),
+        ("lower_is_better", 3.0, 4.0, False),  # worse than any stretch
+        ("lower_is_better", -3.0, 2.5, False),  # an earlier dip is no precedent for a rise
+        ("higher_is_better", -3.0, -2.5, True),
+        ("both", 3.0, -2.5, True),  # as far from normal, the other way
+        ("both", -3.0, -2.5, True),
+        ("both", 3.0, -4.0, False),
+    ],
+)
+def test_precedented_compares_same_length_stretches_in_the_bad_directions(
+    direction: str, stretch: float, recent: float, held: bool
+) -> None:
+    reference = reference_with_stretch(stretch, at=300)
+    window = np.random.default_rng(9).normal(recent, 0.2, 12)
+    settings = RegressionSettings(direction=direction)
+    assert precedented(reference, window, 11 * STEP, settings) is held
+
+
+def test_precedented_ignores_the_end_of_the_reference_and_measures_stretches_in_time() -> None:
+    settings = RegressionSettings(direction="lower_is_better")
+    hour = np.random.default_rng(9).normal(2.5, 0.2, 12)
+    three_hours = np.random.default_rng(9).normal(2.5, 0.2, 36)
+    assert not precedented(reference_with_stretch(3.0, at=850), hour, 11 * STEP, settings)  # may be this change
+    assert not precedented(reference_with_stretch(3.0, at=300), three_hours, 35 * STEP, settings)  # 3 h, not 1 h
+    thinned = reference_with_stretch(3.0, at=300, samples=4, spacing=4 * STEP)  # 1-minute data, every 4th kept
+    assert precedented(thinned, hour, 11 * STEP, settings)  # an hour of it is 4 kept residuals, all raised
+    assert not precedented(thinned, three_hours, 35 * STEP, settings)

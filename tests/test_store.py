@@ -3,10 +3,12 @@ from stored baselines without refitting (against a real Prometheus)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -56,6 +58,15 @@ def test_serialised_baselines_predict_exactly_as_before(model):
     for a, b in zip(baseline.predict(future).__dict__.values(), again.predict(future).__dict__.values(), strict=True):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(again.reference.residuals, baseline.reference.residuals)
+    assert again.reference.spacing == baseline.reference.spacing == 300.0
+
+
+def test_a_reference_stored_before_it_had_a_spacing_loads_with_spacing_unknown():
+    baseline, _ = fitted()
+    stored = json.loads(zlib.decompress(dump_baseline(baseline)))
+    del stored["extras"]["reference"]["fields"]["spacing"]
+    again = load_baseline(zlib.compress(json.dumps(stored).encode()))
+    assert again.reference.spacing == 0.0 and again.reference.scale == baseline.reference.scale
 
 
 def test_shifted_baseline_round_trips():

@@ -106,6 +106,7 @@ class Reference:
     residuals: np.ndarray
     scale: float
     autocorrelation: float
+    spacing: float = 0.0  # seconds between consecutive kept residuals (median); 0: unknown (stored before it)
 
 
 class FittedBaseline(ABC):
@@ -146,7 +147,8 @@ def attach_reference(
         return baseline
     residuals = values[recent] - baseline.predict(timestamps[recent]).expected
     keep = np.linspace(0, residuals.size - 1, min(residuals.size, REFERENCE_MAX_SAMPLES)).round().astype(np.int64)
-    baseline.reference = Reference(residuals[keep], robust_scale(residuals), lag1_autocorrelation(residuals))
+    spacing = float(np.median(np.diff(timestamps[recent][keep])))
+    baseline.reference = Reference(residuals[keep], robust_scale(residuals), lag1_autocorrelation(residuals), spacing)
     return baseline
 
 

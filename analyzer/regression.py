@@ -122,7 +122,8 @@ class Trend:
     projected_change_pct: float  # over the next day, worse-signed
 
 
-def worse_sign(direction: str, value: float) -> float:
+def worse_sign(direction: str, value: float | np.ndarray) -> float | np.ndarray:
+    """``value`` (a shift, or an array of them) signed so that positive is worse (absolute for ``both``)."""
     if direction == "lower_is_better":
         return value
     if direction == "higher_is_better":

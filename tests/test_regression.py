@@ -161,8 +161,7 @@ def test_nearest_event_is_the_latest_before_the_start() -> None:
 def with_bursts(series, starts: list[float], height: float, minutes: float = 45) -> None:
     """Multiply ``minutes`` from each start by ``1 + height`` (a cluster of bursts, a batch job)."""
     for start in starts:
-        inside = (series.timestamps >= start) & (series.timestamps < start + minutes * 60)
-        series.values[inside] *= 1 + height
+        inject_step(series, start, height, end=start + minutes * 60)
 
 
 def burst_scenario(earlier_bursts: bool, height: float = 0.3, seed: int = 4) -> tuple[np.ndarray, float, dict]:

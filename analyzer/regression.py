@@ -190,7 +190,9 @@ def precedented(reference: Reference, recent: np.ndarray, duration: float, setti
     recent = recent[np.isfinite(recent)]
     spacing = reference.spacing
     length = round(duration / spacing) + 1 if spacing > 0 else recent.size
-    left_out = round(settings.regression_window / spacing) if spacing > 0 else 0
+    # rounded up: at least the whole window is left out, also when the spacing of the kept residuals (thinned to
+    # REFERENCE_MAX_SAMPLES) does not divide it
+    left_out = math.ceil(settings.regression_window / spacing - 1e-9) if spacing > 0 else 0
     usable = reference.residuals[: max(reference.residuals.size - left_out, 0)]
     if recent.size == 0 or usable.size < 2 * length:
         return False

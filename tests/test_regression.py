@@ -233,3 +233,15 @@ def test_precedented_ignores_the_end_of_the_reference_and_measures_stretches_in_
     thinned = reference_with_stretch(3.0, at=300, samples=4, spacing=4 * STEP)  # 1-minute data, every 4th kept
     assert precedented(thinned, hour, 11 * STEP, settings)  # an hour of it is 4 kept residuals, all raised
     assert not precedented(thinned, three_hours, 35 * STEP, settings)
+
+
+def test_precedented_leaves_out_the_whole_regression_window_when_the_spacing_does_not_divide_it() -> None:
+    """10-second data over 3 days is thinned to 1,000 residuals 260 s apart: a 10-minute window is 2.3 of them.
+    The kept residual 520 s before the reference's end is inside that window (it may be the start of the change
+    under test) and is no precedent; one 780 s before the end is. The e2e alerting test tripped on this."""
+    settings = RegressionSettings(direction="lower_is_better", regression_window=600.0)
+    two_minutes = np.random.default_rng(9).normal(2.5, 0.2, 13)
+    inside = reference_with_stretch(3.0, at=861, samples=1, spacing=260.0)  # index -3 of 864: 520 s before the end
+    before = reference_with_stretch(3.0, at=860, samples=1, spacing=260.0)  # index -4: 780 s before the end
+    assert not precedented(inside, two_minutes, 120.0, settings)
+    assert precedented(before, two_minutes, 120.0, settings)

@@ -186,14 +186,17 @@ def precedented(reference: Reference, recent: np.ndarray, duration: float, setti
     the baseline does not model. The parametric test cannot see that, as it treats the reference as noise
     around one level. The reference's own last ``regression_window`` is left out: a stretch there may be the
     start of the change under test (the backtest refits without masking regressed periods; the service masks
-    them). Too short a reference for two stretches: no precedent."""
+    them). Too short a reference for two stretches: no precedent. A thinned reference is searched in the
+    medians of the blocks its kept residuals stand for (``Reference.block_medians``), not in point samples,
+    which are noisier than the recent window's samples at the full resolution."""
     recent = recent[np.isfinite(recent)]
     spacing = reference.spacing
     length = round(duration / spacing) + 1 if spacing > 0 else recent.size
     # rounded up: at least the whole window is left out, also when the spacing of the kept residuals (thinned to
     # REFERENCE_MAX_SAMPLES) does not divide it
     left_out = math.ceil(settings.regression_window / spacing - 1e-9) if spacing > 0 else 0
-    usable = reference.residuals[: max(reference.residuals.size - left_out, 0)]
+    source = reference.residuals if reference.block_medians is None else reference.block_medians
+    usable = source[: max(source.size - left_out, 0)]
     if recent.size == 0 or usable.size < 2 * length:
         return False
     normal = float(np.median(reference.residuals))

@@ -8,6 +8,8 @@
 - score-only throughput (baseline predict + band + score per series, as the score job does);
 - exposition render time for 10k and 100k time series, and for 10k and 100k analyzed series (15 time series each);
   the text /metrics serves, rendered once per analysis;
+- reference residuals for the verdicts (``attach_reference``, after each fit) at 5 minutes, 1 minute and 10 s,
+  where the last two are thinned to 1,000 residuals with block medians;
 - peak RSS of this process and of the pool's workers.
 """
 
@@ -21,7 +23,8 @@ import numpy as np
 
 from analyzer.config import build_target
 from analyzer.fitting import FitPool, FitRequest, default_workers, fit_one
-from analyzer.models import FitContext
+from analyzer.models import FitContext, get_model
+from analyzer.models.base import attach_reference
 from analyzer.pipeline import Analyzer, SeriesState
 from analyzer.results import OK, SeriesResult, Snapshot
 from analyzer.series import Series
@@ -118,6 +121,16 @@ def peak_rss_mib() -> tuple[float, float]:
     return own, children
 
 
+def bench_reference(step: float, repeats: int = 20) -> float:
+    """Seconds per ``attach_reference`` of a 4-day STL fit at ``step`` (3 days of residuals kept)."""
+    series = generate(days=4, step=step, seed=5)
+    baseline = get_model("stl").fit(series.timestamps, series.values, FitContext(step=step))
+    started = time.perf_counter()
+    for _ in range(repeats):
+        attach_reference(baseline, series.timestamps, series.values)
+    return (time.perf_counter() - started) / repeats
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=100, help="series per model for the fit figures")
@@ -137,6 +150,9 @@ def main() -> None:
         print(f"{model:<10}{per_series:>20.4f}{rate:>18.1f}")
     pool.close()
     print(f"\nscore-only: {bench_score(20_000):,.0f} series/s (one thread)")
+    print("reference residuals after a fit (3 days): " + ", ".join(
+        f"{label} {1000 * bench_reference(step):.1f} ms" for label, step in (("5 min", 300.0), ("1 min", 60.0),
+                                                                           ("10 s", 10.0))))  # fmt: skip
     per_series = series_per_exposed()
     print(
         f"\nexposition render ({per_series:.0f} time series per analyzed series; steady = each later analysis, "

@@ -43,15 +43,16 @@ def scenario(size: float, direction: str = "lower_is_better", seed: int = 7, aft
     return series.timestamps, start, verdicts_after_fit(series.timestamps, series.values, fit_end, direction)
 
 
-def verdicts_after_fit(times: np.ndarray, values: np.ndarray, fit_end: float, direction: str) -> dict:
-    """Fit STL on the samples before ``fit_end`` (the reference is its last 3 days), then replay every later
-    sample's evaluation."""
+def verdicts_after_fit(times: np.ndarray, values: np.ndarray, fit_end: float, direction: str,
+                       step: float = STEP, every: int = 1, exclude_recent: float = 0.0) -> dict:  # fmt: skip
+    """Fit STL on the samples before ``fit_end`` (the reference is its last 3 days, up to ``exclude_recent``
+    before it), then replay every ``every``-th later sample's evaluation."""
     history = times < fit_end
-    baseline = STLModel().fit(times[history], values[history], FitContext(step=STEP))
-    attach_reference(baseline, times[history], values[history])
+    baseline = STLModel().fit(times[history], values[history], FitContext(step=step))
+    attach_reference(baseline, times[history], values[history], exclude_recent)
     expected = baseline.predict(times).expected
     settings = RegressionSettings(direction=direction)
-    rows = np.flatnonzero(~history)
+    rows = np.flatnonzero(~history)[::every]
     return replay(times, values - expected, expected, rows, baseline.reference, settings, VerdictState())
 
 
@@ -245,3 +246,36 @@ def test_precedented_leaves_out_the_whole_regression_window_when_the_spacing_doe
     before = reference_with_stretch(3.0, at=860, samples=1, spacing=260.0)  # index -4: 780 s before the end
     assert not precedented(inside, two_minutes, 120.0, settings)
     assert precedented(before, two_minutes, 120.0, settings)
+
+
+def test_a_thinned_reference_keeps_the_median_of_each_block_its_residuals_stand_for() -> None:
+    series = generate(days=4, step=60.0, seed=3, noise=0.05, weekend_dip=0.0)  # 3 days at 1 minute: 4,320 -> 1,000
+    baseline = STLModel().fit(series.timestamps, series.values, FitContext(step=60.0))
+    reference = attach_reference(baseline, series.timestamps, series.values).reference
+    raw = (series.values - baseline.predict(series.timestamps).expected)[-3 * 1440 :]
+    assert reference.residuals.size == reference.block_medians.size == 1000
+    edges = np.linspace(0, raw.size, 1001).round().astype(int)
+    for block in (0, 1, 500, 999):
+        assert reference.block_medians[block] == pytest.approx(np.median(raw[edges[block] : edges[block + 1]]))
+    assert np.std(reference.block_medians) < 0.7 * np.std(reference.residuals)  # medians of 4-5 samples
+    coarse = generate(days=4, step=STEP, seed=3, noise=0.05)  # 864 residuals at 5 minutes: nothing thinned
+    baseline = STLModel().fit(coarse.timestamps, coarse.values, FitContext(step=STEP))
+    assert attach_reference(baseline, coarse.timestamps, coarse.values).reference.block_medians is None
+
+
+@pytest.mark.parametrize("seed", [6, 7, 9])
+def test_at_one_minute_resolution_noise_is_no_precedent_for_a_step(seed: int) -> None:
+    """1-minute data, the reference thinned to every 4th residual: searched in those point samples, noise held a
+    10% step back as "reached before" and it was found after 40-45 minutes on these seeds (20-45 on seeds 0-19);
+    in block medians after 20 (15-20)."""
+    series = generate(days=15, step=60.0, level=1.0, weekend_dip=0.0, noise=0.05, seed=seed)
+    fit_end = series.timestamps[0] + 14 * DAY
+    start = fit_end + 3 * 3600 + seed * 1800
+    inject_step(series, start, 0.10)
+    verdicts = verdicts_after_fit(series.timestamps, series.values, fit_end, "lower_is_better", 60.0, every=5,
+                                  exclude_recent=6 * 3600)  # fmt: skip
+    delay, verdict = first_detection(series.timestamps, start, verdicts)
+    assert all(v.severity == 0 for row, v in verdicts.items() if series.timestamps[row] < start)
+    assert delay is not None and 0 <= delay <= 30 * 60, delay
+    assert not [v for row, v in verdicts.items() if series.timestamps[row] >= start and v.reason == PRECEDENTED]
+    assert verdict.verdict == "minor" and abs(verdict.start - start) <= 10 * 60

@@ -69,6 +69,19 @@ def test_a_reference_stored_before_it_had_a_spacing_loads_with_spacing_unknown()
     assert again.reference.spacing == 0.0 and again.reference.scale == baseline.reference.scale
 
 
+def test_the_block_medians_of_a_thinned_reference_round_trip_and_older_rows_load_without_them():
+    series = generate(days=4, step=60.0, seed=1)  # 3 days at 1 minute: thinned to 1,000 with block medians
+    baseline = get_model("stl").fit(series.timestamps, series.values, FitContext(60.0))
+    attach_reference(baseline, series.timestamps, series.values)
+    again = load_baseline(dump_baseline(baseline))
+    assert again.reference.block_medians.size == 1000
+    np.testing.assert_array_equal(again.reference.block_medians, baseline.reference.block_medians)
+    stored = json.loads(zlib.decompress(dump_baseline(baseline)))
+    del stored["extras"]["reference"]["fields"]["block_medians"]  # written before the field existed
+    older = load_baseline(zlib.compress(json.dumps(stored).encode()))
+    assert older.reference.block_medians is None and older.reference.residuals.size == 1000
+
+
 def test_shifted_baseline_round_trips():
     baseline, series = fitted()
     shifted = ShiftedBaseline(baseline, 0.05)

@@ -107,6 +107,8 @@ class Reference:
     scale: float
     autocorrelation: float
     spacing: float = 0.0  # seconds between consecutive kept residuals (median); 0: unknown (stored before it)
+    # when thinned: per kept residual, the median of the block of residuals it stands for (``precedented``)
+    block_medians: np.ndarray | None = None
 
 
 class FittedBaseline(ABC):
@@ -148,8 +150,25 @@ def attach_reference(
     residuals = values[recent] - baseline.predict(timestamps[recent]).expected
     keep = np.linspace(0, residuals.size - 1, min(residuals.size, REFERENCE_MAX_SAMPLES)).round().astype(np.int64)
     spacing = float(np.median(np.diff(timestamps[recent][keep])))
-    baseline.reference = Reference(residuals[keep], robust_scale(residuals), lag1_autocorrelation(residuals), spacing)
+    blocks = block_medians(residuals, keep.size) if keep.size < residuals.size else None
+    baseline.reference = Reference(
+        residuals[keep], robust_scale(residuals), lag1_autocorrelation(residuals), spacing, blocks
+    )
     return baseline
+
+
+def block_medians(residuals: np.ndarray, count: int) -> np.ndarray:
+    """Medians of ``count`` consecutive blocks of ``residuals`` (sizes differ by at most one).
+
+    Why: a kept residual of a thinned reference is one sample where the recent window has several (3 days of
+    1-minute data keep every 4th, of 10-second data every 26th). The precedent search compares the median of a
+    stretch of kept residuals with the recent window's median, so point samples made stretches noisier than the
+    window they are compared with, and a step was held back as "reached before" by noise alone."""
+    edges = np.linspace(0, residuals.size, count + 1).round().astype(np.int64)
+    width = int(np.diff(edges).max())
+    index = edges[:-1, None] + np.arange(width)
+    padded = np.where(index < edges[1:, None], residuals[np.minimum(index, residuals.size - 1)], np.nan)
+    return np.nanmedian(padded, axis=1)
 
 
 class BaselineModel(ABC):

@@ -43,6 +43,10 @@ class ConfigError(ValueError):
         self.path = path
         self.problem = problem
 
+    def __reduce__(self) -> tuple:
+        """Pickled with both arguments, so an error raised in a worker process reaches the caller intact."""
+        return type(self), (self.path, self.problem)
+
 
 # ---------------------------------------------------------------- value checkers
 Checker = Callable[[Any, str], Any]
@@ -74,8 +78,14 @@ def as_duration(value: Any, path: str) -> float:
     return seconds
 
 
+# YAML 1.1, which PyYAML reads, has no float without a dot: ``fdr: 1e-6`` arrives as the string "1e-6"
+EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def number(minimum: float | None = None, maximum: float | None = None, integer: bool = False) -> Checker:
     def check(value: Any, path: str) -> float:
+        if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
+            value = float(value)  # as YAML 1.2 (and Prometheus' own files) read it
         wanted = int if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, wanted):
             raise ConfigError(path, f"expected {'an integer' if integer else 'a number'}, got {value!r}")

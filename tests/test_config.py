@@ -129,3 +129,24 @@ def test_invalid_yaml_is_a_config_error(tmp_path: Path):
     path.write_text("prometheus: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(str(path))
+
+
+@pytest.mark.parametrize(("written", "value"), [("1e-6", 1e-6), ("1.0e-6", 1e-6), ("5E-5", 5e-5), ("0.0001", 1e-4)])
+def test_a_number_in_exponent_notation_is_a_number(written, value):
+    """PyYAML reads YAML 1.1, where ``1e-6`` without a dot is a string."""
+    text = MINIMAL + f"    fdr: {written}\n"
+    assert config_from(text).targets[0].fdr == pytest.approx(value)
+
+
+def test_exponent_notation_still_meets_the_limits_and_the_integer_keys():
+    assert "must be <= 0.5" in str(error_of(MINIMAL + "    fdr: 1e3\n"))
+    assert "expected an integer, got 1000.0" in str(error_of(MINIMAL + "    persistence: 1e3\n"))
+    assert "expected a number, got 'e-6'" in str(error_of(MINIMAL + "    fdr: e-6\n"))
+
+
+def test_a_config_error_survives_pickling_as_from_a_worker_process():
+    import pickle
+
+    error = error_of(MINIMAL + "    fdr: high\n")
+    again = pickle.loads(pickle.dumps(error))
+    assert (type(again), again.path, again.problem, str(again)) == (ConfigError, error.path, error.problem, str(error))

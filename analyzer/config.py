@@ -85,7 +85,7 @@ EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 def number(minimum: float | None = None, maximum: float | None = None, integer: bool = False) -> Checker:
     def check(value: Any, path: str) -> float:
         if isinstance(value, str) and EXPONENT_NUMBER.fullmatch(value.strip()):
-            value = float(value)  # as YAML 1.2 (and Prometheus' own files) read it
+            value = float(value)  # as YAML 1.2 reads it
         wanted = int if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, wanted):
             raise ConfigError(path, f"expected {'an integer' if integer else 'a number'}, got {value!r}")

@@ -1,3 +1,4 @@
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -145,8 +146,6 @@ def test_exponent_notation_still_meets_the_limits_and_the_integer_keys():
 
 
 def test_a_config_error_survives_pickling_as_from_a_worker_process():
-    import pickle
-
     error = error_of(MINIMAL + "    fdr: high\n")
     again = pickle.loads(pickle.dumps(error))
     assert (type(again), again.path, again.problem, str(again)) == (ConfigError, error.path, error.problem, str(error))

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from regression_harness import (  # noqa: E402
     DAY,
     HOUR,
+    NOISE_RANGE,
     Case,
     Outcome,
     expected_tier,
@@ -119,10 +120,12 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def noise_table(mine: list[Outcome]) -> list[str]:
-    """Perf Sentinel's recall against the per-sample noise of the series: how much of a miss is the data."""
+def noise_table(mine: list[Outcome], noise_range: tuple[float, float] = NOISE_RANGE) -> list[str]:
+    """Perf Sentinel's recall against the per-sample noise of the series (the lower and the upper half of
+    ``noise_range``): how much of a miss is the data."""
     lines = ["perfsentinel by noise   steps >= 10%: rec@1h    5% steps: rec@3h    false verdicts / 1,000 days"]
-    for low, high in ((0.03, 0.045), (0.045, 0.06)):
+    middle = sum(noise_range) / 2
+    for low, high in ((noise_range[0], middle), (middle, noise_range[1])):
         band = [o for o in mine if low <= o.case.noise < high]
         big = [o for o in band if o.case.worse and abs(o.case.step_pct) >= 10]
         five = [o for o in band if o.case.worse and abs(o.case.step_pct) == 5]
@@ -131,7 +134,8 @@ def noise_table(mine: list[Outcome]) -> list[str]:
         rate = 1000.0 * sum(o.false_episodes for o in null) / days if days else float("nan")
         hit1 = sum(o.delay is not None and o.delay <= HOUR for o in big)
         hit3 = sum(o.delay is not None and o.delay <= 3 * HOUR for o in five)
-        lines.append(f"noise {100 * low:.1f}-{100 * high:.1f}%         {pct(hit1, len(big))} of {len(big):3d}"
+        band_name = f"{100 * low:.3g}-{100 * high:.3g}%"
+        lines.append(f"noise {band_name:<16} {pct(hit1, len(big))} of {len(big):3d}"
                      f"        {pct(hit3, len(five))} of {len(five):2d}       {rate:8.2f} ({days:.0f} d)")  # fmt: skip
     return lines
 

@@ -35,8 +35,9 @@ PEER_WINDOW = 2 * DAY  # trailing data each peer run sees
 PEER_RECENT = 6 * HOUR  # a peer "detects" a change point found in the last 6 hours of its window
 MINOR = 5.0
 GAP = 2 * HOUR
-# level, daily amplitude, weekend dip, noise (each drawn uniformly per series)
-PARAMETER_RANGES = ((0.05, 50.0), (0.15, 0.4), (0.0, 0.2), (0.03, 0.06))
+# level, daily amplitude, weekend dip (each drawn uniformly per series), then the noise from NOISE_RANGE
+PARAMETER_RANGES = ((0.05, 50.0), (0.15, 0.4), (0.0, 0.2))
+NOISE_RANGE = (0.03, 0.06)  # standard deviation of the multiplicative per-sample noise
 
 
 @dataclass
@@ -55,14 +56,17 @@ class Case:
     values: np.ndarray = field(repr=False, default=None)
 
 
-def make_case(seed: int, step_pct: float, worse: bool, eval_days: float) -> Case:
-    """Daily + weekly pattern, 3-6% noise, a few spikes, a 2-hour gap (not over the first 3 hours of a step), a
-    slow drift of up to +-2% over the whole series, and (when ``step_pct``) a sustained step 12 h to
-    ``eval_days - 1 d`` into the evaluation."""
+def make_case(
+    seed: int, step_pct: float, worse: bool, eval_days: float, noise_range: tuple[float, float] = NOISE_RANGE
+) -> Case:
+    """Daily + weekly pattern, noise drawn from ``noise_range`` (3-6% by default), a few spikes, a 2-hour gap
+    (not over the first 3 hours of a step), a slow drift of up to +-2% over the whole series, and (when
+    ``step_pct``) a sustained step 12 h to ``eval_days - 1 d`` into the evaluation. The draws do not depend on
+    the range, so a seed gives the same series shape at any noise range."""
     rng = np.random.default_rng(seed)
     direction = "lower_is_better" if seed % 2 == 0 else "higher_is_better"
     days = HISTORY_DAYS + eval_days
-    level, amplitude, dip, noise = (float(rng.uniform(*bounds)) for bounds in PARAMETER_RANGES)
+    level, amplitude, dip, noise = (float(rng.uniform(*bounds)) for bounds in (*PARAMETER_RANGES, noise_range))
     series = generate(days=days, seed=seed, level=level, daily_amplitude=amplitude, weekend_dip=dip, noise=noise)
     first = float(series.timestamps[0])
     eval_from = first + HISTORY_DAYS * DAY

@@ -2,6 +2,7 @@
 
     python bench/verdict_sweep.py [--null 150] [--steps 16] [--set persistence=4 ...]
     python bench/verdict_sweep.py --null 0 --steps 300 --sizes 10 --seeds-from 5000
+    python bench/verdict_sweep.py --null 0 --steps 400 --sizes 5 --seeds-from 5000 --noise 1.5 3
 
 Runs Perf Sentinel (as ``perfsentinel backtest`` does, refit every 6 h unless ``--refit-every`` says otherwise)
 on ``--null`` generated series without a step (7 days each, seeds 1100...) and on ``--steps`` worse steps of each
@@ -14,6 +15,9 @@ and the seeds with false verdicts. No peers, so it takes about 7 minutes on 2 co
 (``lower_is_better``) and throughput-like (``higher_is_better``) targets. With many steps the recall line also
 gives its one-sided 95% lower confidence bound (Clopper-Pearson): what a target such as "99% within 1 h" needs
 shown, since n steps without a miss only show recall >= 1 - 3/n or so.
+
+``--noise LOW HIGH`` (in %) draws each series' per-sample noise from that range instead of 3-6%; the seeds give
+the same shapes, steps and gaps, so the figures compare with the default range seed for seed.
 """
 
 from __future__ import annotations

@@ -331,6 +331,7 @@ class TargetConfig:
     test: str = "mannwhitney"
     persistence: int = 3
     fdr: float = 0.0001
+    split_correction: bool = False
     severity: SeverityThresholds = SeverityThresholds()
     events_query: str | None = None
     update_strategy: str = "adaptive"
@@ -360,6 +361,7 @@ TARGET_FIELDS = {
     "test": Field(choice(*TESTS), "mannwhitney"),
     "persistence": Field(number(1, 1000, integer=True), 3),
     "fdr": Field(number(1e-9, 0.5), 0.0001),
+    "split_correction": Field(as_bool, False),
     "severity": Field(as_severity, SeverityThresholds()),
     "events_query": Field(as_optional_str),
     "update_strategy": Field(choice(*STRATEGIES), "adaptive"),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -60,6 +60,7 @@ class RegressionSettings:
     alpha: float = 0.0001  # false discovery rate across the series of one run (see docs: measured)
     thresholds: SeverityThresholds = SeverityThresholds()
     event_lookback: float = 6 * 3600.0  # how long before the start an event still counts as a cause
+    split_correction: bool = False  # see ``selection_factor``
 
 
 def settings_for(target: object) -> RegressionSettings:
@@ -72,6 +73,7 @@ def settings_for(target: object) -> RegressionSettings:
         persistence=target.persistence,
         alpha=target.fdr,
         thresholds=target.severity,
+        split_correction=target.split_correction,
     )
 
 
@@ -172,9 +174,23 @@ def assess(
         )  # fmt: skip
     except InsufficientData as exc:
         return Evidence(drift_score=drift, reason=f"{FEW_RECENT}: {exc}")
+    if settings.split_correction and start is not None and recent_from == start:
+        factor = selection_factor(int(np.isfinite(residuals).sum()), int(np.isfinite(recent).sum()))
+        comparison = replace(comparison, p_value=min(1.0, comparison.p_value * factor))
     could_confirm = comparison.p_value <= settings.alpha and comparison.worse  # the adjusted p is never smaller
     held = could_confirm and precedented(reference, recent, end - recent_from, settings)
     return Evidence(drift, comparison, start, level, precedented=held)
+
+
+def selection_factor(window_samples: int, segment_samples: int) -> float:
+    """What the p-value of a segment the split chose is multiplied by (``split_correction``): 1 + log2(window /
+    segment), a Bonferroni factor over the dyadic scales the split chooses among (1 for the whole window, about
+    4.6 for 6 samples of 72).
+
+    Why: the split picks the segment that departs most, so a noise excursion tested on its own segment looks
+    more significant than it is. Measured on the accuracy bench: false verdicts 17 -> 5 in 3,148 series-days,
+    10% steps within 1 h 745 -> 710 of 800 (README, Accuracy). Off by default, as it costs recall."""
+    return 1.0 + math.log2(max(window_samples / max(segment_samples, 1), 1.0))
 
 
 def precedented(reference: Reference, recent: np.ndarray, duration: float, settings: RegressionSettings) -> bool:

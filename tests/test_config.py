@@ -149,3 +149,10 @@ def test_a_config_error_survives_pickling_as_from_a_worker_process():
     error = error_of(MINIMAL + "    fdr: high\n")
     again = pickle.loads(pickle.dumps(error))
     assert (type(again), again.path, again.problem, str(again)) == (ConfigError, error.path, error.problem, str(error))
+
+
+def test_split_correction_is_a_boolean_named_in_its_error() -> None:
+    assert config_from(MINIMAL).targets[0].split_correction is False
+    assert config_from(MINIMAL + "    split_correction: true\n").targets[0].split_correction is True
+    error = error_of(MINIMAL + "    split_correction: maybe\n")
+    assert "split_correction" in str(error) and "expected true or false" in str(error)

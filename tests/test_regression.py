@@ -33,27 +33,30 @@ HISTORY_DAYS = 28
 
 
 def scenario(size: float, direction: str = "lower_is_better", seed: int = 7, after: float = 6 * 3600.0,
-             hours: float = 12.0):  # fmt: skip
-    """A baseline fitted on 28 days, then ``hours`` evaluated with a step of ``size`` at ``after`` into them."""
+             hours: float = 12.0, **settings):  # fmt: skip
+    """A baseline fitted on 28 days, then ``hours`` evaluated with a step of ``size`` at ``after`` into them
+    (``settings``: more RegressionSettings)."""
     series = generate(days=HISTORY_DAYS + hours / 24 + 0.01, seed=seed, noise=0.04)
     fit_end = series.timestamps[0] + HISTORY_DAYS * DAY
     start = fit_end + after
     if size:
         inject_step(series, start, size)
-    return series.timestamps, start, verdicts_after_fit(series.timestamps, series.values, fit_end, direction)
+    verdicts = verdicts_after_fit(series.timestamps, series.values, fit_end, direction, **settings)
+    return series.timestamps, start, verdicts
 
 
 def verdicts_after_fit(times: np.ndarray, values: np.ndarray, fit_end: float, direction: str,
-                       step: float = STEP, every: int = 1, exclude_recent: float = 0.0) -> dict:  # fmt: skip
+                       step: float = STEP, every: int = 1, exclude_recent: float = 0.0,
+                       **settings) -> dict:  # fmt: skip
     """Fit STL on the samples before ``fit_end`` (the reference is its last 3 days, up to ``exclude_recent``
     before it), then replay every ``every``-th later sample's evaluation."""
     history = times < fit_end
     baseline = STLModel().fit(times[history], values[history], FitContext(step=step))
     attach_reference(baseline, times[history], values[history], exclude_recent)
     expected = baseline.predict(times).expected
-    settings = RegressionSettings(direction=direction)
     rows = np.flatnonzero(~history)[::every]
-    return replay(times, values - expected, expected, rows, baseline.reference, settings, VerdictState())
+    return replay(times, values - expected, expected, rows, baseline.reference,
+                  RegressionSettings(direction=direction, **settings), VerdictState())  # fmt: skip
 
 
 def first_detection(times, start, verdicts):
@@ -117,6 +120,38 @@ def test_potential_when_the_change_is_large_but_not_yet_significant() -> None:
     evidence = assess(times, residuals, np.full(72, 10.0), reference, settings)
     verdict = decide(evidence, None, VerdictState(), settings)
     assert verdict.verdict == POTENTIAL and verdict.severity == 0 and verdict.change_pct > 5
+
+
+def test_split_correction_scales_the_p_value_of_the_segment_the_split_chose() -> None:
+    rng = np.random.default_rng(5)
+    times = np.arange(72) * STEP
+    residuals = rng.normal(0, 1, 72)
+    residuals[-12:] += 1.5
+    reference = Reference(rng.normal(0, 1, 800), 1.0, 0.0)
+    plain = assess(times, residuals, np.full(72, 10.0), reference, RegressionSettings(direction="lower_is_better"))
+    corrected = assess(times, residuals, np.full(72, 10.0), reference,
+                       RegressionSettings(direction="lower_is_better", split_correction=True))  # fmt: skip
+    segment = 72 - int(np.searchsorted(times, plain.change_start))
+    assert plain.change_start == corrected.change_start and 6 <= segment <= 18
+    assert corrected.comparison.p_value == pytest.approx(plain.comparison.p_value * (1 + np.log2(72 / segment)))
+    assert corrected.comparison.change_pct == plain.comparison.change_pct
+
+
+def test_split_correction_leaves_the_drift_window_test_alone() -> None:
+    rng = np.random.default_rng(6)
+    times = np.arange(72) * STEP
+    residuals = rng.normal(0, 1, 72)  # no split below p 0.01: the recent window is the last hour
+    reference = Reference(rng.normal(0, 1, 800), 1.0, 0.0)
+    plain = assess(times, residuals, np.full(72, 10.0), reference, RegressionSettings(direction="lower_is_better"))
+    corrected = assess(times, residuals, np.full(72, 10.0), reference,
+                       RegressionSettings(direction="lower_is_better", split_correction=True))  # fmt: skip
+    assert plain.change_start is None and corrected.comparison == plain.comparison
+
+
+def test_a_ten_percent_step_is_still_found_within_an_hour_with_split_correction() -> None:
+    times, start, verdicts = scenario(0.10, split_correction=True)
+    delay, verdict = first_detection(times, start, verdicts)
+    assert delay is not None and 0 <= delay <= 3600 and verdict.verdict == "minor"
 
 
 def test_insufficient_data_has_a_reason() -> None:

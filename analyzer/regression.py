@@ -158,14 +158,17 @@ def assess(
     timestamps, residuals, expected = timestamps[in_window], residuals[in_window], expected[in_window]
     in_drift = timestamps > end - settings.drift_window
     drift = drift_score(residuals[in_drift], reference, settings.direction)
-    recent, start = residuals[in_drift], None
+    recent, start, correction = residuals[in_drift], None, 1.0
     recent_from = float(timestamps[in_drift][0]) if in_drift.any() else end
     split = best_split(residuals, settings.direction, MIN_SEGMENT)
     if split is not None and split.p_value < SPLIT_P_VALUE and _leaves_normal(split, reference):
         start = float(timestamps[split.index])
         after = residuals[split.index :]
-        if np.isfinite(after).sum() >= 2 * MIN_SEGMENT:
+        segment_samples = int(np.isfinite(after).sum())
+        if segment_samples >= 2 * MIN_SEGMENT:
             recent, recent_from = after, start
+            if settings.split_correction:
+                correction = selection_factor(int(np.isfinite(residuals).sum()), segment_samples)
     level = float(np.nanmean(expected[-recent.size :])) if np.isfinite(expected).any() else math.nan
     try:
         comparison = compare_windows(
@@ -174,9 +177,8 @@ def assess(
         )  # fmt: skip
     except InsufficientData as exc:
         return Evidence(drift_score=drift, reason=f"{FEW_RECENT}: {exc}")
-    if settings.split_correction and start is not None and recent_from == start:
-        factor = selection_factor(int(np.isfinite(residuals).sum()), int(np.isfinite(recent).sum()))
-        comparison = replace(comparison, p_value=min(1.0, comparison.p_value * factor))
+    if correction > 1.0:
+        comparison = replace(comparison, p_value=min(1.0, comparison.p_value * correction))
     could_confirm = comparison.p_value <= settings.alpha and comparison.worse  # the adjusted p is never smaller
     held = could_confirm and precedented(reference, recent, end - recent_from, settings)
     return Evidence(drift, comparison, start, level, precedented=held)

@@ -10,7 +10,7 @@ and runs a one-sided CUSUM on the standardised residuals instead of the change-p
 
 * z = (value / expected - 1) / s in the bad direction, clipped to +-4 (spikes), where s is the robust scale
   (1.4826 MAD) of the same ratio on the 3 days of history before each refit;
-* S = max(0, S + z - k) with k = 2.5% / s (half the `minor` step), a candidate when S > h;
+* S = max(0, S + z - k) with k = 2.5% (half the `minor` step) over the series' median s, a candidate when S > h;
 * "product rules": a candidate also needs the median of the bad-direction deviation since S last was 0 to be
   at least 5% (the `minor` tier), and a verdict needs 3 consecutive candidate evaluations and clears after 3
   without one, as `persistence: 3` does.
@@ -38,6 +38,7 @@ from regression_harness import DAY, HOUR, make_case  # noqa: E402
 from analyzer.config import build_target  # noqa: E402
 from analyzer.fitting import FitRequest, fit_one  # noqa: E402
 from analyzer.models import FitContext  # noqa: E402
+from analyzer.models.base import robust_scale  # noqa: E402
 
 STEP = 300.0
 REFIT_EVERY = 6 * HOUR
@@ -77,9 +78,7 @@ def residual_stream(job: tuple[int, float, float]) -> Stream:
         rows = (times >= at) & (times < at + REFIT_EVERY)
         ratio[rows] = values[rows] / baseline.predict(times[rows]).expected
         reference = history & (times >= at - REFERENCE)
-        past = values[reference] / baseline.predict(times[reference]).expected - 1.0
-        past = past[np.isfinite(past)]
-        scale[rows] = 1.4826 * np.median(np.abs(past - np.median(past)))
+        scale[rows] = robust_scale(values[reference] / baseline.predict(times[reference]).expected - 1.0)
     bad = 1.0 if case.direction == "lower_is_better" else -1.0
     keep = times >= case.eval_from
     return Stream(step_pct, case.noise, case.step_start, times[keep], bad * (ratio[keep] - 1.0), scale[keep])

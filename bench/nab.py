@@ -150,18 +150,16 @@ def likelihood_gate(
 
 
 def likelihood_notified(frames: dict[str, pd.DataFrame], k: float, window: float) -> dict[str, np.ndarray]:
-    """Notifications of the shipped anomaly rules (thresholds, for, keep_firing_for) with the likelihood gate."""
-    result = {}
+    """Notifications of the shipped anomaly rules (thresholds, for, keep_firing_for) with the likelihood gate in
+    place of the new high: the score is masked (absent) on the rows the gate rejects."""
+    gated = {}
     for rel, frame in frames.items():
-        order = np.argsort(frame["t"].to_numpy(), kind="stable")
-        times, scores = frame["t"].to_numpy()[order], frame["anomaly_score"].to_numpy(dtype=float)[order]
-        gate = likelihood_gate(scores, times, k, window)
-        starts = np.zeros(len(times), dtype=bool)
-        for rule in ANOMALY:
-            active = episodes.condition(dataclasses.replace(rule, new_high=None), scores, times) & gate
-            starts[order] |= episodes.onsets(episodes.firing(active, times, rule.hold, rule.keep_firing_for))
-        result[rel] = starts.astype(float)
-    return result
+        times, scores = frame["t"].to_numpy(), frame["anomaly_score"].to_numpy(dtype=float)
+        order = np.argsort(times, kind="stable")
+        gate = np.empty(len(frame), dtype=bool)
+        gate[order] = likelihood_gate(scores[order], times[order], k, window)
+        gated[rel] = frame.assign(anomaly_score=np.where(gate, scores, np.nan))
+    return notified(gated, tuple(dataclasses.replace(rule, new_high=None) for rule in ANOMALY))
 
 
 def likelihood_sensitivity(scorer: ModuleType, corpus: dict, frames: dict[str, pd.DataFrame]) -> None:

@@ -33,14 +33,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from regression_harness import DAY, HOUR, make_case  # noqa: E402
+from regression_harness import DAY, HOUR, bench_target, causal_baselines, make_case  # noqa: E402
 
-from analyzer.config import build_target  # noqa: E402
-from analyzer.fitting import FitRequest, fit_one  # noqa: E402
-from analyzer.models import FitContext  # noqa: E402
 from analyzer.models.base import robust_scale  # noqa: E402
 
-STEP = 300.0
 REFIT_EVERY = 6 * HOUR
 REFERENCE = 3 * DAY
 CLIP = 4.0
@@ -66,18 +62,13 @@ class Stream:
 def residual_stream(job: tuple[int, float, float]) -> Stream:
     seed, step_pct, days = job
     case = make_case(seed, step_pct, True, days)
-    target = build_target({"name": "bench", "query": "bench", "direction": case.direction}, {}, "bench")
+    target = bench_target(case)
     times, values = case.timestamps, case.values
-    context = FitContext(step=STEP, seasonality=target.seasonality, band_sigmas=target.band_sigmas)
     ratio, scale = np.full(len(times), np.nan), np.full(len(times), np.nan)
-    for at in np.arange(case.eval_from, case.eval_to, REFIT_EVERY):
-        history = (times < at) & (times >= at - target.history)
-        baseline = fit_one(FitRequest(str(at), target.model, times[history], values[history], context)).baseline
-        if baseline is None:
-            continue
+    for at, baseline in causal_baselines(case, target, REFIT_EVERY).items():
         rows = (times >= at) & (times < at + REFIT_EVERY)
         ratio[rows] = values[rows] / baseline.predict(times[rows]).expected
-        reference = history & (times >= at - REFERENCE)
+        reference = (times < at) & (times >= at - REFERENCE)
         scale[rows] = robust_scale(values[reference] / baseline.predict(times[reference]).expected - 1.0)
     bad = 1.0 if case.direction == "lower_is_better" else -1.0
     keep = times >= case.eval_from

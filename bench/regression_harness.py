@@ -20,10 +20,10 @@ import pandas as pd
 
 from analyzer import regression
 from analyzer.backtest import Replay, verdict_columns
-from analyzer.config import build_target
+from analyzer.config import TargetConfig, build_target
 from analyzer.fitting import FitRequest, fit_one
 from analyzer.models import FitContext
-from analyzer.models.base import attach_reference
+from analyzer.models.base import FittedBaseline, attach_reference
 from analyzer.stats import severity_for
 from analyzer.synthetic import generate, inject_drift, inject_gap, inject_spike, inject_step
 
@@ -105,11 +105,15 @@ class Run:
     frame: pd.DataFrame  # verdict columns of analyzer.backtest
 
 
-def run_perfsentinel(case: Case, refit_every: float, target_overrides: dict | None = None) -> Run:
-    target = build_target({"name": "bench", "query": "bench", "direction": case.direction,
-                           **(target_overrides or {})}, {}, "bench")  # fmt: skip
+def bench_target(case: Case, target_overrides: dict | None = None) -> TargetConfig:
+    return build_target({"name": "bench", "query": "bench", "direction": case.direction,
+                         **(target_overrides or {})}, {}, "bench")  # fmt: skip
+
+
+def causal_baselines(case: Case, target: TargetConfig, refit_every: float) -> dict[float, FittedBaseline]:
+    """Baselines refit every ``refit_every`` from the evaluation start on, each on the history before its refit
+    time and with its regression reference attached, as ``perfsentinel backtest`` fits them."""
     times, values = case.timestamps, case.values
-    replay = Replay(pd.Series(times), times, values, STEP, times, values)
     context = FitContext(step=STEP, seasonality=target.seasonality, band_sigmas=target.band_sigmas)
     baselines = {}
     for at in np.arange(case.eval_from, case.eval_to, refit_every):
@@ -119,6 +123,14 @@ def run_perfsentinel(case: Case, refit_every: float, target_overrides: dict | No
             baselines[float(at)] = attach_reference(
                 outcome.baseline, times[history], values[history], exclude_recent=target.regression_window
             )
+    return baselines
+
+
+def run_perfsentinel(case: Case, refit_every: float, target_overrides: dict | None = None) -> Run:
+    target = bench_target(case, target_overrides)
+    times, values = case.timestamps, case.values
+    replay = Replay(pd.Series(times), times, values, STEP, times, values)
+    baselines = causal_baselines(case, target, refit_every)
     frame = verdict_columns(replay, target, baselines, refit_every)
     expected = np.full(len(times), np.nan)
     for at, baseline in baselines.items():

@@ -10,7 +10,7 @@ series (``--regressed``) gets a +30% step 40 minutes before the end.
 Measured: the whole ``perfsentinel check`` run in-process (window mode, now-7d:now-1h vs now-1h:now), split into
 reading + statistics (Checker.run) and writing the four reports (plots for the 30 worst regressed series), with
 the default Mann-Whitney test and with Welch's t-test; and the failing series against the ground truth (true and
-false positives).
+false positives). The table of docs/performance.md (CI gate): ``python3 bench/check.py`` and ``... --stored``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ For each model: fits ``--series`` generated series (daily + weekly shape, noise,
 refit pass does, and prints the mean and median seconds per fit (inside a worker: one core), the pass throughput
 in series per second on ``--workers`` cores, the peak RSS of the pool's workers and of this process, and how many
 fits failed or fell back. Also the cost of storing the baselines (SQLite, JSON) and of loading them at start.
-Prints figures; asserts nothing.
+Prints figures; asserts nothing. The table of docs/performance.md:
+``python3 bench/refit_models.py --series 60 --workers 2``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ Backfills ``--series`` 28-day, 5-minute series, then for each shard count runs e
 series owned, refit seconds (of which reading from Prometheus) and score seconds. Every shard reads all series
 of a target and keeps its own (the hash is computed on the labels Prometheus returns), so the read cost is per
 series of the fleet and the fit cost per series owned; from both it prints the shard count that keeps a refit
-within half of ``refit_every``, which is how the README chooses ``shards``. Prints figures; asserts nothing.
+within half of ``refit_every``, which is how docs/deploy.md (Sharding) chooses ``shards``. Prints figures; asserts
+nothing. The table there: ``python3 bench/shards.py --series 300``.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ history, 5% noise, daily and weekly pattern) with a share of the samples removed
 Prints, per model, missing share and mean hole length: the RMS forecast error over the next day against the
 noise-free signal (in % of the level; mean and worst over the seeds) and the share of that day's noisy samples
 scored above the band (anomaly score > 1, `both` directions; the true rate is 0). This is what the default
-``max_gap_ratio`` (0.8) rests on. About 20 seconds.
+``max_gap_ratio`` (0.8) rests on. About 20 seconds; the table of docs/accuracy.md is this command's output.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ Generated series (5% noise, daily pattern, a weekend dip of 0%, 5% or 15% of the
 history, each fitted seven times so that every weekday is the forecast day once. Prints per model, dip and
 history the RMS error of the next day's forecast against the noise-free signal (in % of the level; mean and
 worst) and the share of that day's noisy samples outside the band (anomaly score > 1, `both`; the true rate is
-0), then how many fits used a weekend shape on series without a weekend effect. About 30 seconds.
+0), then how many fits used a weekend shape on series without a weekend effect. About 30 seconds; the table of
+docs/accuracy.md is this command's output.
 """
 
 from __future__ import annotations

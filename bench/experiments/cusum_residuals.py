@@ -1,6 +1,8 @@
 """A CUSUM on Perf Sentinel's own residuals: how far a different change detector would move the accuracy targets.
 
-    python bench/cusum_residuals.py [--null 450] [--steps 800] [--workers 2]
+    python bench/experiments/cusum_residuals.py [--null 450] [--steps 800] [--workers 2]
+
+A trial, not the product: its result (not shipped) is in docs/experiments.md.
 
 bench/cusum_bound.py gives the optimal detector with a perfect baseline. This script keeps the real baseline: it
 generates the large samples of the accuracy section (``--null`` series without a step, 7 days each, seeds 1100...;
@@ -30,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+BENCH = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(BENCH))  # regression_harness
+sys.path.insert(0, str(BENCH.parent))  # analyzer, from a checkout
 
 from regression_harness import DAY, HOUR, bench_target, causal_baselines, make_case  # noqa: E402
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyzer import episodes, regression
+from analyzer import budget, episodes, regression
 from analyzer.config import TargetConfig
 from analyzer.fitting import FitPool, FitRequest
 from analyzer.models import FitContext, FittedBaseline
@@ -21,8 +21,12 @@ from analyzer.scoring import anomaly_scores, gated_band
 from analyzer.telemetry import NullTelemetry
 
 VERDICT_COLUMNS = ["drift_score", "severity", "change_pct", "p_value", "regression_start", "verdict"]
+THRESHOLD_COLUMNS = ["anomaly_threshold", "drift_threshold", "regression_threshold_pct"]  # analyzer.budget
+THRESHOLD_OF = dict(zip(("anomaly", "drift", "regression"), THRESHOLD_COLUMNS, strict=True))
 # alert: 1 where the shipped alert rules would start a notification (analyzer.episodes), else 0
-OUTPUT_COLUMNS = ["timestamp", "value", "expected", "lower", "upper", "anomaly_score", *VERDICT_COLUMNS, "alert"]
+OUTPUT_COLUMNS = ["timestamp", "value", "expected", "lower", "upper", "anomaly_score", *VERDICT_COLUMNS,
+                  *THRESHOLD_COLUMNS, "alert"]  # fmt: skip
+RULE_EVALUATION_INTERVAL = 60.0  # Prometheus evaluates the rules every minute; a row's values hold until the next
 
 
 @dataclass
@@ -70,14 +74,14 @@ def fit_requests(replay: Replay, target: TargetConfig, timezone: str, every: flo
 
 
 def backtest(replay: Replay, target: TargetConfig, timezone: str, every: float, pool: FitPool) -> pd.DataFrame:
+    requests = {float(request.key): request for request in fit_requests(replay, target, timezone, every)}
     baselines: dict[float, FittedBaseline] = {}
-    requests = {request.key: request for request in fit_requests(replay, target, timezone, every)}
     for outcome in pool.fit_all(list(requests.values()), 600.0, NullTelemetry()):
         if outcome.baseline is not None:
-            request = requests[outcome.key]
-            baselines[float(outcome.key)] = attach_reference(
-                outcome.baseline, request.timestamps, request.values, exclude_recent=target.regression_window
-            )
+            request = requests[float(outcome.key)]
+            settings = regression.settings_for(target, replay.step)
+            attach_reference(outcome.baseline, request.timestamps, request.values, settings.regression_window)
+            baselines[float(outcome.key)] = outcome.baseline
     expected, lower, upper = (np.full(len(replay.times), np.nan) for _ in range(3))
     scores = np.zeros(len(replay.times))
     # rows scored by the baseline fitted at the latest refit time at or before them
@@ -91,8 +95,47 @@ def backtest(replay: Replay, target: TargetConfig, timezone: str, every: float, 
     frame = pd.DataFrame({"timestamp": replay.labels, "value": replay.values, "expected": expected,
                           "lower": lower, "upper": upper, "anomaly_score": scores})  # fmt: skip
     frame = frame.join(verdict_columns(replay, target, baselines, every))
-    frame["alert"] = episodes.notifications(frame, replay.times).astype(np.int64)
+    frame = frame.join(threshold_columns(replay, frame, target, baselines, requests, every))
+    frame["alert"] = episodes.notifications(frame, replay.times, interval=RULE_EVALUATION_INTERVAL).astype(np.int64)
     return frame[OUTPUT_COLUMNS]
+
+
+def threshold_columns(
+    replay: Replay,
+    frame: pd.DataFrame,
+    target: TargetConfig,
+    baselines: dict[float, FittedBaseline],
+    requests: dict[float, FitRequest],
+    every: float,
+) -> pd.DataFrame:
+    """The calibrated thresholds per row, as the service sets them: at each refit, from the record of the
+    statistics the rows before it exported (``budget.ScoreRecord``) and the new baseline's history."""
+    settings = budget.settings_for(target, replay.step)
+    record = budget.ScoreRecord()
+    columns = {name: np.full(len(replay.times), np.nan) for name in THRESHOLD_COLUMNS}
+    order = np.argsort(replay.times, kind="stable")
+    scored = np.isfinite(frame["expected"].to_numpy()) & np.isfinite(replay.values)
+    columns_of = ("anomaly_score", "drift_score", "change_pct", "severity")
+    anomaly, drift, change, severity = (frame[name].to_numpy(dtype=np.float64) for name in columns_of)
+    with np.errstate(invalid="ignore"):
+        moved = np.abs(change) >= settings.minor_pct
+    statistics = budget.alert_statistics(anomaly, drift, change, moved, severity >= 1)
+    position = 0
+    for at, baseline in sorted(baselines.items()):
+        while position < len(order) and replay.times[order[position]] < at:
+            row = order[position]
+            if scored[row]:
+                values = {name: float(column[row]) for name, column in statistics.items()}
+                in_force = {name: float(columns[column][row]) for name, column in THRESHOLD_OF.items()}
+                record.add(float(replay.times[row]), values, in_force)
+            position += 1
+        request = requests[at]
+        calibrated = budget.thresholds_for(baseline, request.timestamps, request.values, settings, record)
+        rows = (replay.times >= at) & (replay.times < at + every)
+        columns["anomaly_threshold"][rows] = calibrated.anomaly_threshold
+        columns["drift_threshold"][rows] = calibrated.drift_threshold
+        columns["regression_threshold_pct"][rows] = calibrated.regression_threshold_pct(target.severity.minor)
+    return pd.DataFrame(columns)
 
 
 def verdict_columns(
@@ -100,7 +143,7 @@ def verdict_columns(
 ) -> pd.DataFrame:
     """Regression verdict per row: each refit block evaluates its rows with its own baseline, whose residuals
     also cover the regression window before the block (as the service reads it at each score)."""
-    settings, state = regression.settings_for(target), regression.VerdictState()
+    settings, state = regression.settings_for(target, replay.step), regression.VerdictState()
     columns = {name: np.full(len(replay.times), np.nan) for name in ("drift_score", "change_pct", "p_value",
                                                                        "regression_start")}  # fmt: skip
     severity, verdict = np.zeros(len(replay.times), dtype=np.int64), np.full(len(replay.times), "", dtype=object)

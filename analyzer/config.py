@@ -332,6 +332,7 @@ class TargetConfig:
     persistence: int = 3
     fdr: float = 0.0001
     split_correction: bool = False
+    max_notifications_per_day: float = 0.1  # per series, all alerts together (analyzer.budget)
     severity: SeverityThresholds = SeverityThresholds()
     events_query: str | None = None
     update_strategy: str = "adaptive"
@@ -362,6 +363,7 @@ TARGET_FIELDS = {
     "persistence": Field(number(1, 1000, integer=True), 3),
     "fdr": Field(number(1e-9, 0.5), 0.0001),
     "split_correction": Field(as_bool, False),
+    "max_notifications_per_day": Field(number(0.001, 100), 0.1),
     "severity": Field(as_severity, SeverityThresholds()),
     "events_query": Field(as_optional_str),
     "update_strategy": Field(choice(*STRATEGIES), "adaptive"),

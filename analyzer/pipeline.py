@@ -14,14 +14,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from analyzer import regression
+from analyzer import budget, regression
 from analyzer import results as r
 from analyzer.config import Config, TargetConfig
 from analyzer.fitting import FitOutcome, FitPool, FitRequest
 from analyzer.lifecycle import BaselineMeta, Lifecycle
 from analyzer.models import FitContext, FittedBaseline, get_model
 from analyzer.models.auto import choose_model
-from analyzer.models.base import attach_reference
 from analyzer.quality import insufficiency
 from analyzer.reader import PrometheusError, PrometheusReader, QueryError
 from analyzer.scoring import anomaly_scores, gated_band
@@ -31,6 +30,7 @@ from analyzer.telemetry import NullTelemetry, Telemetry
 
 log = logging.getLogger(__name__)
 AUTO_RECHECK_SECONDS = 86400.0
+SCORE_LOOKBACK_STEPS = 2  # the latest sample is looked for at least this many steps back (hourly data)
 
 
 @dataclass
@@ -42,6 +42,7 @@ class SeriesState:
     verdict: regression.VerdictState = field(default_factory=regression.VerdictState)  # survives refits
     trend: regression.Trend | None = None
     meta: BaselineMeta | None = None  # version, creation time and reason of ``baseline`` (analyzer.lifecycle)
+    record: budget.ScoreRecord = field(default_factory=budget.ScoreRecord)  # what the thresholds are set from
 
 
 @dataclass
@@ -191,7 +192,7 @@ class Analyzer:
         """Reference residuals for verdicts and the trend over the history, from the fitted baseline."""
         if state.baseline is None:
             return
-        attach_reference(state.baseline, history.timestamps, history.values, exclude_recent=target.regression_window)
+        budget.prepare(state.baseline, history.timestamps, history.values, target, target.step, state.record)
         expected = state.baseline.predict(history.timestamps).expected
         level = float(np.nanmedian(expected)) if np.isfinite(expected).any() else 0.0
         state.trend = regression.history_trend(
@@ -241,7 +242,8 @@ class Analyzer:
     ) -> r.TargetOutcome:
         with self._lock:
             states = self.states[target.name]
-        start, end = aligned_window(now, max(target.score_lookback, target.regression_window), target.step)
+        settings = regression.settings_for(target)
+        start, end = aligned_window(now, max(target.score_lookback, settings.regression_window), target.step)
         try:
             recent = [
                 s for s in self.reader.query_range(target.query, start, end, target.step) if self._owns(target, s)
@@ -253,11 +255,11 @@ class Analyzer:
             return r.TargetOutcome(target.name, False, str(exc), len(states))
         seen: set[str] = set()
         events = self._events(target, start, end)
-        settings = regression.settings_for(target)
+        lookback = max(target.score_lookback, SCORE_LOOKBACK_STEPS * target.step)
         for series in recent:
             seen.add(series.key)
             state = states.get(series.key) or SeriesState(series.labels)
-            result = self._score_series(target, series.tail(end - target.score_lookback), state)
+            result = self._score_series(target, series.tail(end - lookback), state)
             out.append(result)
             if result.status == r.OK and state.baseline is not None:
                 evidence = self._evidence(series, state, settings)
@@ -279,11 +281,13 @@ class Analyzer:
             state.baseline.predict(np.array([timestamp])), target.min_abs_deviation, target.min_rel_deviation
         )
         score = anomaly_scores(np.array([value]), band, target.direction)[0]
-        return r.SeriesResult(
+        result = r.SeriesResult(
             target.name, series.labels, r.OK, "", timestamp, value,
             float(band.expected[0]), float(band.lower[0]), float(band.upper[0]), float(score),
             state.baseline.model, state.baseline.seasonality.name, state.note,
         )  # fmt: skip
+        fill_thresholds(result, state.baseline.thresholds, target.severity.minor)
+        return result
 
     @staticmethod
     def _evidence(series: Series, state: SeriesState, settings: regression.RegressionSettings) -> regression.Evidence:
@@ -317,8 +321,11 @@ class Analyzer:
             [p.evidence.comparison.p_value if p.evidence.comparison else None for p in pending]
         )
         for item, q in zip(pending, q_values, strict=True):
-            verdict = regression.decide(item.evidence, float(q), item.state.verdict, item.settings)
+            verdict = regression.decide_new(
+                item.evidence, float(q), item.state.verdict, item.settings, item.result.timestamp
+            )
             fill_verdict(item.result, verdict, item.state.trend)
+            record_sample(item.state, item.result, item.settings.thresholds.minor)
             item.result.regression_event = regression.nearest_event(
                 item.events, verdict.start, item.settings.event_lookback
             )
@@ -328,6 +335,28 @@ class Analyzer:
         reason = r.STALE if state.baseline is not None else state.reason
         status = r.ERROR if reason == r.FIT_FAILED else r.INSUFFICIENT_DATA
         return r.SeriesResult(target.name, state.labels, status, reason, note=state.note)
+
+
+def fill_thresholds(result: r.SeriesResult, thresholds: budget.Thresholds | None, minor_pct: float) -> None:
+    """The calibrated alert thresholds of the baseline (the floors for a baseline stored before them)."""
+    thresholds = thresholds or budget.NO_THRESHOLDS
+    result.anomaly_threshold = thresholds.anomaly_threshold
+    result.drift_threshold = thresholds.drift_threshold
+    result.regression_threshold_pct = thresholds.regression_threshold_pct(minor_pct)
+
+
+def record_sample(state: SeriesState, result: r.SeriesResult, minor_pct: float) -> None:
+    """Add a scored sample to the series' record (its thresholds' next calibration) and report the realised
+    rate of threshold crossings."""
+    thresholds = (state.baseline.thresholds if state.baseline else None) or budget.NO_THRESHOLDS
+    statistics = budget.sample_statistics(
+        result.anomaly_score, result.drift_score, result.change_pct, result.severity, minor_pct
+    )
+    if result.timestamp is not None:
+        state.record.add(result.timestamp, statistics, thresholds.by_statistic(minor_pct))
+    result.anomaly_crossings_per_day = state.record.crossings_per_day("anomaly")
+    result.drift_crossings_per_day = state.record.crossings_per_day("drift")
+    result.regression_crossings_per_day = state.record.crossings_per_day("regression")
 
 
 def fill_verdict(result: r.SeriesResult, verdict: regression.Verdict, trend: regression.Trend | None) -> None:

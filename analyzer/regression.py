@@ -63,12 +63,26 @@ class RegressionSettings:
     split_correction: bool = False  # see ``selection_factor``
 
 
-def settings_for(target: object) -> RegressionSettings:
-    """The settings of a ``config.TargetConfig`` (duck-typed: regression does not import the config)."""
+MIN_DRIFT_SAMPLES = 6  # the drift window holds at least this many samples at the data's step
+MIN_REGRESSION_SAMPLES = 24  # and the regression window this many (an hourly series: 6 h and 24 h)
+
+
+def step_windows(drift_window: float, regression_window: float, step: float) -> tuple[float, float]:
+    """The drift and regression windows at a sampling ``step``: the configured durations, lengthened to the
+    minimum sample counts, so a verdict at 1 h steps has as many samples to test as at 5 min."""
+    return max(drift_window, MIN_DRIFT_SAMPLES * step), max(regression_window, MIN_REGRESSION_SAMPLES * step)
+
+
+def settings_for(target: object, step: float | None = None) -> RegressionSettings:
+    """The settings of a ``config.TargetConfig`` (duck-typed: regression does not import the config) for data
+    at ``step`` seconds (default: the target's step)."""
+    drift_window, regression_window = step_windows(
+        target.drift_window, target.regression_window, target.step if step is None else step
+    )
     return RegressionSettings(
         direction=target.direction,
-        drift_window=target.drift_window,
-        regression_window=target.regression_window,
+        drift_window=drift_window,
+        regression_window=regression_window,
         test=target.test,
         persistence=target.persistence,
         alpha=target.fdr,
@@ -98,6 +112,8 @@ class VerdictState:
     verdict: str = NONE  # the standing tier: none | minor | significant | critical
     start: float | None = None
     warmed: bool = False  # the evaluations before the first one were replayed from the read window
+    sample_time: float | None = None  # the latest sample the last evaluation saw (``decide_new``)
+    last: Verdict | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +274,18 @@ def decide(evidence: Evidence, q_value: float | None, state: VerdictState, setti
         start=state.start,
         reason=reason,
     )
+
+
+def decide_new(
+    evidence: Evidence, q_value: float | None, state: VerdictState, settings: RegressionSettings, sample_time: float
+) -> Verdict:
+    """``decide``, once per new sample: an evaluation that sees the same latest sample as the last one (the
+    service scores every minute, an hourly series changes once an hour) repeats the last verdict, so
+    ``persistence`` counts samples at every step, as the backtest does."""
+    if state.last is not None and state.sample_time == sample_time:
+        return state.last
+    state.last, state.sample_time = decide(evidence, q_value, state, settings), sample_time
+    return state.last
 
 
 def _advance(state: VerdictState, confirmed: str, evidence: Evidence, settings: RegressionSettings) -> None:

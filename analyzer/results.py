@@ -50,6 +50,14 @@ class SeriesResult:
     trend: str | None = None  # improving | stable | degrading | volatile
     trend_p_value: float | None = None
     projected_change_pct: float | None = None  # over the next day, worse-signed
+    # calibrated alert thresholds (analyzer.budget), None without a baseline; and how often each statistic
+    # crossed the threshold in force over the last 14 days (None in the first day of the record)
+    anomaly_threshold: float | None = None
+    drift_threshold: float | None = None
+    regression_threshold_pct: float | None = None  # the change % a regression alert needs
+    anomaly_crossings_per_day: float | None = None
+    drift_crossings_per_day: float | None = None
+    regression_crossings_per_day: float | None = None
     # the baseline scored against (analyzer.lifecycle); None without a baseline
     baseline_version: int | None = None
     baseline_age_seconds: float | None = None

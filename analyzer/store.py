@@ -86,13 +86,27 @@ def _encode(value: Any) -> Any:
 
 
 def _classes() -> dict[str, type]:
+    from analyzer.budget import Thresholds
+    from analyzer.calibration import Calibration
     from analyzer.lifecycle import ShiftedBaseline
     from analyzer.models.base import Reference
     from analyzer.models.profile import FittedProfile
     from analyzer.models.prophet import FittedProphet
     from analyzer.models.stl import FittedSTL
 
-    return {c.__name__: c for c in (FittedSTL, FittedProfile, FittedProphet, ShiftedBaseline, Seasonality, Reference)}
+    return {
+        c.__name__: c
+        for c in (
+            FittedSTL,
+            FittedProfile,
+            FittedProphet,
+            ShiftedBaseline,
+            Seasonality,
+            Reference,
+            Thresholds,
+            Calibration,
+        )
+    }
 
 
 def _decode(value: Any, classes: dict[str, type]) -> Any:

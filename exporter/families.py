@@ -98,6 +98,10 @@ def _change_ratio(result: SeriesResult) -> float | None:
     return None if result.change_pct is None else result.change_pct / 100.0
 
 
+def _threshold_ratio(result: SeriesResult) -> float | None:
+    return None if result.regression_threshold_pct is None else result.regression_threshold_pct / 100.0
+
+
 SERIES_FIELDS: list[SeriesField] = [
     SeriesField("anomaly_score", "Deviation of the latest sample from its baseline in units of the band's half "
                 "width, in the target's bad direction; > 1 is outside the band.", attrgetter("anomaly_score")),
@@ -119,6 +123,24 @@ SERIES_FIELDS: list[SeriesField] = [
                 attrgetter("confidence")),
     SeriesField("regression_start_timestamp_seconds", "Estimated start (change point) of the standing regression.",
                 attrgetter("regression_start"), repetitive=True),
+    SeriesField("anomaly_threshold", "Calibrated anomaly score threshold of the series (at least 1.0): "
+                "PerfSentinelAnomaly fires above it. Set at each refit from the series' own record of scores so "
+                "that it is crossed at most half of max_notifications_per_day times a day.",
+                attrgetter("anomaly_threshold"), repetitive=True),
+    SeriesField("drift_threshold", "Calibrated drift score threshold of the series (at least 1.0), set as "
+                "perfsentinel_anomaly_threshold is, for a quarter of the budget.", attrgetter("drift_threshold"),
+                repetitive=True),
+    SeriesField("regression_threshold_ratio", "Calibrated change ratio a regression alert of the series needs "
+                "(at least the minor tier), set as perfsentinel_anomaly_threshold is, for a quarter of the "
+                "budget.", _threshold_ratio, repetitive=True),
+    SeriesField("anomaly_crossings_per_day", "Realised rate: times a day the anomaly score crossed the threshold "
+                "in force, over the last 14 days of the series' record (absent in its first day).",
+                attrgetter("anomaly_crossings_per_day"), repetitive=True),
+    SeriesField("drift_crossings_per_day", "Realised rate of perfsentinel_drift_threshold crossings, as "
+                "perfsentinel_anomaly_crossings_per_day.", attrgetter("drift_crossings_per_day"), repetitive=True),
+    SeriesField("regression_crossings_per_day", "Realised rate of regression verdicts above "
+                "perfsentinel_regression_threshold_ratio, as perfsentinel_anomaly_crossings_per_day.",
+                attrgetter("regression_crossings_per_day"), repetitive=True),
 ]  # fmt: skip
 
 

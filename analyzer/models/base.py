@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from analyzer.calendar import local_seconds
+
+if TYPE_CHECKING:
+    from analyzer.budget import Thresholds
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -121,6 +125,7 @@ class FittedBaseline(ABC):
     trained_from: float
     trained_to: float
     reference: Reference | None = None  # set by attach_reference after fitting
+    thresholds: Thresholds | None = None  # set by analyzer.budget.attach_thresholds after the reference
 
     @abstractmethod
     def expected_and_scale(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,272 @@
+"""The notification budget of one series: the thresholds of its three alerts (anomaly, drift, regression) are
+calibrated at each refit on the series' own record of those statistics (``analyzer.calibration``), so that on
+data like that record each alert starts at most its share of ``max_notifications_per_day`` episodes a day.
+
+The record is what the analyzer exported for the series over the last 14 days: scores of samples that came
+after the baseline scoring them was fitted (out of sample, ``ScoreRecord``). Scores a baseline gives to its
+own training data are smaller than that, because the fit follows the history's slow wanders and level
+changes; calibrated on them alone, an AR(1)-like series paged eight times its budget. Until the record covers
+14 days (after a start, or for a new series), the part it does not cover is filled with the new baseline's
+in-sample scores of the history.
+
+The last ``regression_window`` of the record is left out, so a change under way does not raise the threshold
+that should report it. The shares add up to the budget: the anomaly alert, which finds most incidents first,
+gets half; the drift and regression alerts, which add slow and sustained changes, a quarter each.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analyzer import regression
+from analyzer.calibration import Blocks, Calibration, calibrate, hourly_maxima, merge, threshold_of
+from analyzer.models.base import FittedBaseline, attach_reference
+from analyzer.scoring import anomaly_scores, gated_band
+
+HOUR = 3600.0
+DAY = 86400.0
+RECORD_SECONDS = 14 * DAY
+MIN_RECORD_SECONDS = DAY / 2  # a shorter record gives no calibration: the floor applies
+STATISTICS = ("anomaly", "drift", "regression")
+SHARES = {"anomaly": 0.5, "drift": 0.25, "regression": 0.25}
+ANOMALY_FLOOR = 1.0  # the edge of the band
+DRIFT_FLOOR = 1.0  # one robust scale of the reference residuals
+RECORD_HOURS = int(RECORD_SECONDS // HOUR)
+# exceedances closer than the alerts' keep_firing_for are one notification (rules/*.yml)
+GAP_HOURS = {"anomaly": 1, "drift": 3, "regression": 3}
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    max_notifications_per_day: float
+    direction: str
+    drift_window: float  # seconds, already at least the minimum samples at the data's step
+    regression_window: float
+    minor_pct: float  # the minor severity tier: the regression statistic's floor
+    min_abs_deviation: float = 0.0
+    min_rel_deviation: float = 0.0
+
+    def floor(self, statistic: str) -> float:
+        return {"anomaly": ANOMALY_FLOOR, "drift": DRIFT_FLOOR, "regression": self.minor_pct}[statistic]
+
+    def budget(self, statistic: str) -> float:
+        return self.max_notifications_per_day * SHARES[statistic]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What a series' alerts compare with; exported as perfsentinel_*_threshold gauges."""
+
+    anomaly: Calibration | None
+    drift: Calibration | None
+    regression: Calibration | None  # in change %, like perfsentinel_regression_change_ratio x 100
+
+    @property
+    def anomaly_threshold(self) -> float:
+        return threshold_of(self.anomaly, ANOMALY_FLOOR)
+
+    @property
+    def drift_threshold(self) -> float:
+        return threshold_of(self.drift, DRIFT_FLOOR)
+
+    def regression_threshold_pct(self, minor_pct: float) -> float:
+        return threshold_of(self.regression, minor_pct)
+
+    def by_statistic(self, minor_pct: float) -> dict[str, float]:
+        return {"anomaly": self.anomaly_threshold, "drift": self.drift_threshold,
+                "regression": self.regression_threshold_pct(minor_pct)}  # fmt: skip
+
+
+NO_THRESHOLDS = Thresholds(None, None, None)
+
+
+@dataclass
+class ScoreRecord:
+    """Hourly maxima of the statistics a series exported, one sample at a time (the out-of-sample record):
+    at most 24 numbers a day per statistic, never the samples. Also the times the statistics crossed the
+    thresholds in force (the realised rate, exported beside the thresholds)."""
+
+    started: float | None = None  # time of the first sample recorded
+    latest: float | None = None
+    maxima: dict[str, dict[int, float]] = field(default_factory=dict)  # statistic -> {clock hour: maximum}
+    crossings: dict[str, list[float]] = field(default_factory=dict)  # statistic -> start times of episodes
+    above_until: dict[str, float] = field(default_factory=dict)  # statistic -> last time above its threshold
+
+    def add(
+        self, time: float, values: Mapping[str, float | None], thresholds: Mapping[str, float] | None = None
+    ) -> None:
+        """Record one sample's statistics (a sample already recorded, or an older one, is ignored). A missing
+        statistic (None, NaN) still marks the hour as observed, at minus infinity. With ``thresholds`` (those
+        in force for the sample), a statistic above its threshold after ``GAP_HOURS`` below it is a crossing."""
+        if self.latest is not None and time <= self.latest:
+            return
+        self.started = time if self.started is None else self.started
+        self.latest = time
+        hour = int(time // HOUR)
+        for statistic, value in values.items():
+            hours = self.maxima.setdefault(statistic, {})
+            number = float(value) if value is not None and np.isfinite(value) else -np.inf
+            hours[hour] = max(hours.get(hour, -np.inf), number)
+            if thresholds is not None and number > thresholds.get(statistic, np.inf):
+                self._cross(statistic, time)
+        if len(self.maxima.get(STATISTICS[0], {})) > RECORD_HOURS + 48:
+            self._forget(hour - RECORD_HOURS - 24)
+
+    def _cross(self, statistic: str, time: float) -> None:
+        last = self.above_until.get(statistic)
+        if last is None or time - last > GAP_HOURS[statistic] * HOUR:  # the alert had resolved
+            self.crossings.setdefault(statistic, []).append(time)
+        self.above_until[statistic] = time
+
+    def crossings_per_day(self, statistic: str) -> float | None:
+        """Threshold crossings per day over the last ``RECORD_SECONDS`` of the record (None before a day)."""
+        if self.started is None or self.latest is None or self.latest - self.started < DAY:
+            return None
+        since = max(self.started, self.latest - RECORD_SECONDS)
+        count = sum(1 for t in self.crossings.get(statistic, []) if t >= since)
+        return count / ((self.latest - since) / DAY)
+
+    def _forget(self, before: int) -> None:
+        for statistic, hours in self.maxima.items():
+            self.maxima[statistic] = {h: m for h, m in hours.items() if h >= before}
+        for statistic, times in self.crossings.items():
+            self.crossings[statistic] = [t for t in times if t >= before * HOUR]
+
+    def blocks(self, statistic: str, since: float, until: float) -> Blocks:
+        """The hours in [since, until) of the record."""
+        hours = self.maxima.get(statistic, {})
+        first, last = math.ceil(since / HOUR), math.floor(until / HOUR)
+        kept = sorted(h for h in hours if first <= h < last)
+        return Blocks(np.array(kept, dtype=np.int64), np.array([hours[h] for h in kept]))
+
+
+def level_statistics(
+    times: np.ndarray, residuals: np.ndarray, expected: np.ndarray, baseline: FittedBaseline, settings: BudgetSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, the drift score and the change % the drift window ending there shows (as the verdicts
+    report them): the rolling median residual, from the reference median, in reference scales and in % of the
+    expected level, worse-signed."""
+    reference = baseline.reference
+    step = float(np.median(np.diff(times))) if times.size > 1 else 0.0
+    if reference is None or reference.scale <= 0 or step <= 0:
+        nothing = np.full(times.size, np.nan)
+        return nothing, nothing
+    window = max(int(round(settings.drift_window / step)), 1)
+    minimum = max(window // 2, 1)
+    moved = pd.Series(residuals).rolling(window, min_periods=minimum).median().to_numpy()
+    moved = moved - float(np.median(reference.residuals))
+    level = pd.Series(expected).rolling(window, min_periods=minimum).mean().abs().to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = np.where(level > 0, 100.0 * moved / level, np.nan)
+    sign = settings.direction
+    return regression.worse_sign(sign, moved / reference.scale), regression.worse_sign(sign, change)
+
+
+def in_sample_statistics(
+    baseline: FittedBaseline, times: np.ndarray, values: np.ndarray, settings: BudgetSettings
+) -> dict[str, np.ndarray]:
+    """The three statistics the baseline gives to its own history (``times`` ascending)."""
+    band = gated_band(baseline.predict(times), settings.min_abs_deviation, settings.min_rel_deviation)
+    drift, change = level_statistics(times, values - band.expected, band.expected, baseline, settings)
+    with np.errstate(invalid="ignore"):
+        moved = np.abs(change) >= settings.minor_pct
+    statistics = alert_statistics(anomaly_scores(values, band, settings.direction), drift, change, moved, moved)
+    # verdicts are not replayed on the history (too costly), and no cheap stand-in behaves like them: the
+    # regression threshold is calibrated on the out-of-sample record alone
+    del statistics["regression"]
+    return statistics
+
+
+def alert_statistics(
+    anomaly: np.ndarray, drift: np.ndarray, change: np.ndarray, moved: np.ndarray, verdict: np.ndarray
+) -> dict[str, np.ndarray]:
+    """What each alert compares with its threshold, where its other conditions hold (else minus infinity: an
+    observed sample, below any level): the anomaly score; the drift score where the level moved by at least the
+    minor tier; the change % where there is a regression verdict."""
+    statistics = {"anomaly": anomaly, "drift": np.where(moved, drift, -np.inf),
+                  "regression": np.where(verdict, change, -np.inf)}  # fmt: skip
+    return {name: np.where(np.isnan(array), -np.inf, array) for name, array in statistics.items()}
+
+
+def thresholds_for(
+    baseline: FittedBaseline,
+    times: np.ndarray,
+    values: np.ndarray,
+    settings: BudgetSettings,
+    record: ScoreRecord | None = None,
+) -> Thresholds:
+    """Calibrate the three alerts at the end of the history (``times`` ascending): on the out-of-sample
+    ``record`` where it reaches, on the baseline's scores of the history before that."""
+    if times.size == 0:
+        return NO_THRESHOLDS
+    now = float(times[-1])
+    end, start = now - settings.regression_window, now - RECORD_SECONDS
+    online_from = end
+    if record is not None and record.started is not None:
+        online_from = min(max(record.started, start), end)
+    history = (times >= start) & (times < online_from) & np.isfinite(values)
+    statistics = in_sample_statistics(baseline, times[history], values[history], settings) if history.any() else {}
+    calibrations = {}
+    for name in STATISTICS:
+        parts = [hourly_maxima(times[history], statistics[name])] if name in statistics else []
+        if record is not None:
+            parts.append(record.blocks(name, online_from, end))
+        blocks = merge(*parts)
+        calibrations[name] = None
+        if blocks.days * DAY >= MIN_RECORD_SECONDS:
+            calibrations[name] = calibrate(blocks, settings.floor(name), GAP_HOURS[name], settings.budget(name))
+    return Thresholds(**calibrations)
+
+
+def budget_settings(target: object, regression_settings: regression.RegressionSettings) -> BudgetSettings:
+    """The budget settings of a ``config.TargetConfig`` with its step-adjusted ``RegressionSettings``."""
+    return BudgetSettings(
+        max_notifications_per_day=target.max_notifications_per_day,
+        direction=target.direction,
+        drift_window=regression_settings.drift_window,
+        regression_window=regression_settings.regression_window,
+        minor_pct=target.severity.minor,
+        min_abs_deviation=target.min_abs_deviation,
+        min_rel_deviation=target.min_rel_deviation,
+    )
+
+
+def settings_for(target: object, step: float) -> BudgetSettings:
+    return budget_settings(target, regression.settings_for(target, step))
+
+
+def prepare(
+    baseline: FittedBaseline,
+    times: np.ndarray,
+    values: np.ndarray,
+    target: object,
+    step: float,
+    record: ScoreRecord | None = None,
+) -> None:
+    """Everything a fresh baseline learns from its history before scoring: the reference residuals of the
+    regression verdicts, then the calibrated thresholds (the pipeline and the backtest share this)."""
+    settings = regression.settings_for(target, step)
+    attach_reference(baseline, times, values, exclude_recent=settings.regression_window)
+    baseline.thresholds = thresholds_for(baseline, times, values, budget_settings(target, settings), record)
+
+
+def sample_statistics(
+    anomaly_score: float | None,
+    drift_score: float | None,
+    change_pct: float | None,
+    severity: int | None,
+    minor_pct: float,
+) -> dict[str, float]:
+    """``alert_statistics`` of one scored sample (the service's result, a backtest row)."""
+    number = lambda value: np.nan if value is None else float(value)  # noqa: E731
+    change = number(change_pct)
+    statistics = alert_statistics(
+        np.array([number(anomaly_score)]), np.array([number(drift_score)]), np.array([change]),
+        np.array([abs(change) >= minor_pct]), np.array([(severity or 0) >= 1]),
+    )  # fmt: skip
+    return {name: float(array[0]) for name, array in statistics.items()}

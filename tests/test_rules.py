@@ -1,5 +1,6 @@
 """The shipped Prometheus rules: promtool syntax and unit tests, and the conventions every alert must follow
-(severity, annotations, runbooks, production ``for:`` durations, tests that fire and resolve each alert)."""
+(severity, annotations, runbooks, production ``for:`` durations and their listed exceptions, calibrated
+thresholds, rules that never repeat an earlier alert of the series, tests that fire and resolve each alert)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,21 @@ UNIT_TESTS = sorted((RULES / "tests").glob("*.yml"))
 RUNBOOK_URL = "https://github.com/perfsentinel/perfsentinel/blob/main/docs/runbooks/{}.md"
 SEVERITIES = {"critical", "warning", "info", "none"}
 PER_SERIES_PREFIXES = ("PerfSentinelAnomaly", "PerfSentinelRegression", "PerfSentinelDrift")
+PRODUCTION_FOR = 300  # seconds: a shipped alert holds its condition at least 5m before it notifies ...
+# ... except these, by design (alert -> its exact `for:` in seconds, and why)
+SHORT_FOR = {
+    "PerfSentinelHeartbeat": (0, "always firing on purpose: a dead man's switch"),
+    # persistence is counted in samples by the analyzer, so it means the same at every sampling step; a fixed
+    # hold would be a different number of samples at every step (two samples, an hour, of an hourly series)
+    "PerfSentinelAnomaly": (0, "the calibrated threshold makes a crossing rare; keep_firing_for makes one episode"),
+    "PerfSentinelDrift": (60, "the drift window counts samples; 1m waits for the anomaly group's ALERTS"),
+}
+# drift, minor and significant alerts: quiet for 6h after an earlier alert of the same series
+UNLESS = re.compile(
+    r" unless ignoring\(alertname, alertstate, severity\) "
+    r'max_over_time\(ALERTS\{alertname(=|=~)"([A-Za-z|]+)", alertstate="firing"\}\[(\w+)\]\)$'
+)
+SEVERITY_RANK = {"none": 0, "info": 1, "warning": 2, "critical": 3}
 
 
 def alerts() -> dict[str, dict]:
@@ -31,6 +47,17 @@ def alerts() -> dict[str, dict]:
                     assert rule["alert"] not in found, f"duplicate alert {rule['alert']}"
                     found[rule["alert"]] = rule
     return found
+
+
+def normalized(expr: str) -> str:
+    """An expression with every run of whitespace as one space."""
+    return " ".join(expr.split())
+
+
+def rule_groups() -> dict[str, list[str]]:
+    """group name -> its alert names, in evaluation order."""
+    return {group["name"]: [rule["alert"] for rule in group["rules"] if "alert" in rule]
+            for path in RULE_FILES for group in yaml.safe_load(path.read_text())["groups"]}  # fmt: skip
 
 
 def unit_test_expectations() -> dict[str, list[tuple[int, float, bool]]]:
@@ -82,12 +109,111 @@ def test_alert_conventions(name: str) -> None:
     runbook = REPO / "docs" / "runbooks" / f"{name}.md"
     assert runbook.is_file(), f"missing runbook {runbook}"
     assert runbook.read_text().startswith(f"# {name}\n")
-    if name != "PerfSentinelHeartbeat":
-        assert parse_duration(rule["for"]) >= 300, "shipped rules need production for: durations (>= 5m)"
+    assert for_problem(name, rule) is None, for_problem(name, rule)
     if name.startswith(PER_SERIES_PREFIXES):
         assert "$labels.target" in annotations["description"] and "$series" in annotations["description"]
     if name.startswith("PerfSentinelRegression"):
         assert "humanizePercentage" in annotations["description"] and "p-value" in annotations["description"]
+    if name == "PerfSentinelAnomaly":  # the series' own threshold beside its score
+        assert "perfsentinel_anomaly_threshold" in annotations["description"]
+
+
+def for_problem(name: str, rule: dict) -> str | None:
+    """What is wrong with an alert's ``for:``: below 5m without being a listed exception, or not the exact
+    value its exception lists."""
+    hold = parse_duration(rule.get("for", "0s"))
+    if name in SHORT_FOR:
+        listed = SHORT_FOR[name][0]
+        return None if hold == listed else f"{name}: for: {rule.get('for')}, but SHORT_FOR lists {listed:g}s"
+    return None if hold >= PRODUCTION_FOR else f"{name}: shipped rules need production for: durations (>= 5m)"
+
+
+def test_short_for_exceptions_are_shipped_alerts_that_need_them() -> None:
+    """The exception list cannot go stale: each entry is a shipped alert whose ``for:`` is below 5m (the exact
+    value is pinned by test_alert_conventions), each with a reason."""
+    shipped = alerts()
+    for name, (hold, reason) in SHORT_FOR.items():
+        assert name in shipped, f"{name} is listed in SHORT_FOR but not shipped"
+        assert hold < PRODUCTION_FOR and reason, name
+    short = {name for name, rule in shipped.items() if parse_duration(rule.get("for", "0s")) < PRODUCTION_FOR}
+    assert short == set(SHORT_FOR)
+
+
+def test_for_convention_can_fail() -> None:
+    """A short ``for:`` outside the list, or a listed alert with another ``for:``, is reported."""
+    assert for_problem("PerfSentinelRegressionCritical", {"for": "1m"}) is not None
+    assert for_problem("PerfSentinelAnomaly", {"for": "5m"}) is not None
+    assert for_problem("PerfSentinelDrift", {}) is not None
+    assert for_problem("PerfSentinelDrift", {"for": "1m"}) is None
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(alerts()) if n.startswith(PER_SERIES_PREFIXES)])
+def test_per_series_alerts_compare_with_the_calibrated_threshold(name: str) -> None:
+    """Each per-series alert needs its statistic above the series' calibrated threshold (analyzer/budget.py): a
+    series without a threshold series never fires. The alert's value stays the statistic (the left operand)."""
+    comparison = {
+        "PerfSentinelAnomaly": "perfsentinel_anomaly_score > perfsentinel_anomaly_threshold",
+        "PerfSentinelDrift": "perfsentinel_drift_score > perfsentinel_drift_threshold",
+    }.get(name, "perfsentinel_regression_change_ratio > perfsentinel_regression_threshold_ratio")
+    expr = normalized(alerts()[name]["expr"])
+    assert expr == comparison or expr.startswith(comparison + " and "), expr
+
+
+def unless_problems(name: str, shipped: dict[str, dict], groups: dict[str, list[str]]) -> list[str]:
+    """What breaks the convention that rules never subtract (see the test below) for one alert."""
+    rule = shipped[name]
+    expr = normalized(rule["expr"])
+    severity = rule["labels"]["severity"]
+    if severity == "critical" or name == "PerfSentinelAnomaly":
+        return [] if " unless " not in expr else [f"{name} always notifies: no `unless`"]
+    match = UNLESS.search(expr)
+    if not match:
+        return [f"{name}: no `unless ... ALERTS[6h]` clause: {expr}"]
+    operator, names, window = match.groups()
+    problems = [] if operator == ("=~" if "|" in names else "=") else [f"{name}: matcher {operator} for {names}"]
+    problems += [] if window == "6h" else [f"{name}: window {window}, not 6h"]
+    group = next(members for members in groups.values() if name in members)
+    for earlier in names.split("|"):
+        if earlier not in shipped or earlier == name:
+            problems.append(f"{name}: unless names {earlier}")
+        elif SEVERITY_RANK[shipped[earlier]["labels"]["severity"]] > SEVERITY_RANK[severity]:
+            problems.append(f"{name}: {earlier} has a higher severity (inhibition handles that)")
+        elif earlier in group and group.index(earlier) > group.index(name):
+            problems.append(f"{earlier} must come before {name} in its group")
+        elif earlier not in group and parse_duration(rule["for"]) < 60:
+            problems.append(f"{name} needs for: >= 1m to see {earlier}'s ALERTS of the same evaluation")
+    return problems
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(alerts()) if n.startswith(PER_SERIES_PREFIXES)])
+def test_info_and_warning_alerts_never_repeat_an_earlier_alert_of_the_series(name: str) -> None:
+    """Rules never subtract: a drift, minor or significant alert stays quiet for 6h after an alert of the same
+    series at the same or a lower severity (the anomaly alert, and the drift alert for the regression tiers);
+    critical alerts and the anomaly alert itself always notify. The alerts named come first in Prometheus'
+    evaluation: earlier in the same group (rules of a group run in order), or in another group with a ``for:``
+    of at least one evaluation (1m: groups run independently), so that one firing at the same evaluation
+    suppresses before this one fires, as analyzer/episodes.py replays them."""
+    assert unless_problems(name, alerts(), rule_groups()) == []
+
+
+def test_unless_convention_can_fail() -> None:
+    """Each way of breaking the convention is reported: the drift alert after the tiers that name it, an
+    `unless` on a critical alert, a drift alert without `for: 1m`, a significant alert without `unless`."""
+    shipped, groups = alerts(), rule_groups()
+
+    def changed(name: str, **fields: object) -> dict[str, dict]:
+        return {**shipped, name: {**shipped[name], **fields}}
+
+    drift_last = {group: sorted(members, key=lambda alert: alert == "PerfSentinelDrift")
+                  for group, members in groups.items()}  # fmt: skip
+    assert unless_problems("PerfSentinelRegressionMinor", shipped, drift_last)
+    significant = shipped["PerfSentinelRegressionSignificant"]["expr"]
+    assert unless_problems("PerfSentinelRegressionEscalated",
+                           changed("PerfSentinelRegressionEscalated", expr=significant), groups)  # fmt: skip
+    assert unless_problems("PerfSentinelDrift", changed("PerfSentinelDrift", **{"for": "0s"}), groups)
+    assert unless_problems("PerfSentinelRegressionSignificant",
+                           changed("PerfSentinelRegressionSignificant", expr=significant.split("unless")[0]),
+                           groups)  # fmt: skip
 
 
 def test_regression_tiers_map_to_severities_and_escalation_is_30m() -> None:
@@ -101,7 +227,10 @@ def test_regression_tiers_map_to_severities_and_escalation_is_30m() -> None:
         "PerfSentinelRegressionEscalated": ("critical", "significant"),
     }
     escalated = rules["PerfSentinelRegressionEscalated"]
-    assert escalated["expr"] == rules["PerfSentinelRegressionSignificant"]["expr"]
+    # the same condition as the significant alert without its `unless`: an escalation always notifies
+    significant, sep, suppression = normalized(rules["PerfSentinelRegressionSignificant"]["expr"]).partition(" unless ")
+    assert sep and UNLESS.search(sep + suppression), "the significant alert has an `unless` clause"
+    assert normalized(escalated["expr"]) == significant
     assert parse_duration(escalated["for"]) == 1800
     assert escalated["labels"]["escalated"] == "true"
     assert all(rule["labels"]["severity"] != "critical" for name, rule in rules.items() if "Anomaly" in name)

@@ -23,7 +23,6 @@ Pure functions on arrays; ``analyzer.budget`` keeps the records and calls them a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +31,7 @@ HOUR = 3600.0
 DAY = 86400.0
 BASE_EPISODES_PER_DAY = 1.0  # the tail is fitted to the episodes above the level exceeded about this often
 DEFAULT_SHAPE = 0.5  # GPD shape when there are too few peaks to estimate it (a heavy-ish tail: conservative)
-MIN_PEAKS_FOR_SHAPE = 4
+MIN_PEAKS_FOR_SHAPE = 3
 MAX_SHAPE = 1.0
 
 
@@ -112,27 +111,21 @@ def base_level(blocks: Blocks, floor: float, gap_hours: int, per_day: float) -> 
     return float(candidates[low])
 
 
-def tail_threshold(excess: np.ndarray, rate: float, budget: float) -> float:
-    """The excess over the base that a generalised Pareto tail fitted to ``excess`` (peaks seen ``rate``
-    times a day) exceeds ``budget`` times a day."""
-    median, upper_quartile = np.quantile(excess, [0.5, 0.75])
-    if median <= 0:
-        return float(excess.max())
+def tail_threshold(peaks: np.ndarray, days: float, budget: float) -> float:
+    """The level a Pareto tail fitted to ``peaks`` (episode maxima, all > 0, seen over ``days``) exceeds
+    ``budget`` times a day: Hill's estimate of the tail index above the smallest peak and Weissman's
+    extrapolation from it, ``smallest * (rate / budget) ** shape``. For a light tail the shape comes out small
+    and the level grows with the logarithm of ``rate / budget``, as an exponential tail's does."""
+    smallest = float(peaks.min())
     shape = DEFAULT_SHAPE
-    if excess.size >= MIN_PEAKS_FOR_SHAPE:
-        # quantile matching: for a GPD, Q(3/4) / Q(1/2) = 2**shape + 1
-        ratio = upper_quartile / median - 1.0
-        shape = float(np.clip(math.log2(ratio), 0.0, MAX_SHAPE)) if ratio > 0 else 0.0
-    exceedances = rate / budget
-    if shape < 1e-6:  # exponential tail: median = scale ln 2
-        return float(median / math.log(2.0) * math.log(exceedances))
-    scale = median * shape / (2.0**shape - 1.0)
-    return float(scale / shape * (exceedances**shape - 1.0))
+    if peaks.size >= MIN_PEAKS_FOR_SHAPE:
+        shape = min(float(np.mean(np.log(peaks / smallest))) * peaks.size / (peaks.size - 1), MAX_SHAPE)
+    return smallest * (peaks.size / days / budget) ** shape
 
 
 def calibrate(blocks: Blocks, floor: float, gap_hours: int, budget: float) -> Calibration:
     """The threshold that the record in ``blocks`` says is exceeded ``budget`` times a day (at least
-    ``floor``)."""
+    ``floor``, which must be > 0)."""
     days = blocks.days
     floor_rate = episode_peaks(blocks, floor, gap_hours).size / days if days > 0 else 0.0
     if floor_rate <= budget:
@@ -141,10 +134,9 @@ def calibrate(blocks: Blocks, floor: float, gap_hours: int, budget: float) -> Ca
     peaks = episode_peaks(blocks, base, gap_hours)
     if peaks.size == 0:  # the base is the record's maximum
         return Calibration(base, floor, budget, floor_rate, days)
-    rate = peaks.size / days
-    if rate <= budget:
+    if peaks.size / days <= budget:
         return Calibration(base, floor, budget, floor_rate, days)
-    return Calibration(base + tail_threshold(peaks - base, rate, budget), floor, budget, floor_rate, days)
+    return Calibration(max(floor, tail_threshold(peaks, days, budget)), floor, budget, floor_rate, days)
 
 
 def threshold_of(calibration: Calibration | None, floor: float) -> float:

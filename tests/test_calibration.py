@@ -1,0 +1,234 @@
+"""Notification budget (analyzer.calibration, analyzer.budget) on generated data with known ground truth: the
+threshold arithmetic, the per-series record, and the pages of the shipped rules (the backtest's alert column)
+on null series and on steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analyzer import budget, calibration
+from analyzer.backtest import backtest, read_input
+from analyzer.calibration import Blocks
+from analyzer.config import build_target
+from analyzer.fitting import FitPool
+from analyzer.synthetic import generate, inject_step
+
+DAY = 86400.0
+HOUR = 3600.0
+
+
+def blocks(maxima: list[float] | np.ndarray, hours: list[int] | np.ndarray | None = None) -> Blocks:
+    maxima = np.asarray(maxima, dtype=float)
+    hours = np.arange(maxima.size) if hours is None else np.asarray(hours)
+    return Blocks(hours.astype(np.int64), maxima)
+
+
+# ------------------------------------------------------------------ calibration arithmetic
+def test_hourly_maxima_take_the_largest_value_of_each_clock_hour() -> None:
+    times = np.array([0.0, 1800.0, 3599.0, 3600.0, 7300.0, 7400.0])
+    values = np.array([1.0, 5.0, 2.0, np.nan, -np.inf, 3.0])
+    found = calibration.hourly_maxima(times, values)
+    assert found.hours.tolist() == [0, 2]  # hour 1 holds only a NaN: not observed
+    assert found.maxima.tolist() == [5.0, 3.0]
+    observed = calibration.hourly_maxima(times, np.where(np.isnan(values), np.nan, -np.inf))
+    assert observed.hours.tolist() == [0, 2] and np.isneginf(observed.maxima).all()  # observed, no statistic
+
+
+def test_episodes_merge_hours_closer_than_the_gap() -> None:
+    record = blocks([0, 4, 3, 0, 0, 2, 0, 0, 0, 0, 5], [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    # gap 1: hours 1-2 are one episode (4), hour 5 another, hour 10 a third
+    assert calibration.episode_peaks(record, 1.0, 1).tolist() == [4.0, 2.0, 5.0]
+    # gap 3: hour 5 follows hour 2 within 3 hours: one episode
+    assert calibration.episode_peaks(record, 1.0, 3).tolist() == [4.0, 5.0]
+    assert calibration.episode_peaks(record, 10.0, 1).size == 0
+    # an hour without a sample separates like one below the level
+    assert calibration.episode_peaks(blocks([4, 4], [0, 5]), 1.0, 1).tolist() == [4.0, 4.0]
+
+
+def test_a_quiet_record_keeps_the_floor() -> None:
+    record = blocks(np.r_[np.zeros(24 * 14 - 1), 9.0])  # one excursion in 14 days: 0.07 a day
+    found = calibration.calibrate(record, 1.0, 1, 0.1)
+    assert found.threshold == 1.0 and found.record_days == 14.0
+    assert found.episodes_per_day == pytest.approx(1 / 14)
+
+
+def test_frequent_peaks_raise_the_threshold_above_everything_the_record_did_too_often() -> None:
+    rng = np.random.default_rng(3)
+    maxima = np.where(rng.random(24 * 14) < 0.2, 1.0 + rng.exponential(2.0, 24 * 14), 0.0)
+    found = calibration.calibrate(blocks(maxima), 1.0, 1, 0.05)
+    peaks = calibration.episode_peaks(blocks(maxima), 1.0, 1)
+    assert found.threshold > np.quantile(peaks, 0.95)
+    assert calibration.episode_peaks(blocks(maxima), found.threshold, 1).size <= 1  # at most 0.7 expected
+
+
+@pytest.mark.parametrize("shape", [0.0, 0.3, 0.8])
+def test_the_threshold_is_crossed_at_about_the_budget_on_fresh_data(shape: float) -> None:
+    """Episodes (one hour each, isolated, 6 a day) whose peaks have generalised Pareto excesses of a known
+    shape: calibrated on 14 days, the rate above the threshold over the next 400 days, averaged over 10
+    records, is under the budget and not far under it (a 14-day record alone varies by a factor of 3 or so)."""
+
+    def record(rng: np.random.Generator, days: int) -> Blocks:
+        uniform = rng.random(days * 24)
+        excess = np.log(1 / uniform) if shape == 0 else (uniform**-shape - 1) / shape
+        return blocks(np.where(np.arange(days * 24) % 4 == 0, 1.0 + excess, 0.0))
+
+    budget = 0.1
+    realised = []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        found = calibration.calibrate(record(rng, 14), 1.0, 1, budget)
+        realised.append(calibration.episode_peaks(record(rng, 400), found.threshold, 1).size / 400)
+    assert 0.5 * budget <= np.mean(realised) <= budget, realised
+    assert max(realised) <= 2 * budget, realised
+
+
+def test_a_statistic_above_its_floor_most_of_the_time_still_splits_into_episodes() -> None:
+    """A noisy change % above the 5% floor in most hours is one endless episode at the floor; the base level
+    rises until episodes separate, so the rare large excursions set the threshold."""
+    rng = np.random.default_rng(11)
+    maxima = 5.0 + rng.gamma(2.0, 3.0, 24 * 14)  # always above the floor
+    maxima[::40] += 60.0  # 8 large excursions in 14 days
+    found = calibration.calibrate(blocks(maxima), 5.0, 3, 0.025)
+    assert calibration.episode_peaks(blocks(maxima), 5.0, 3).size == 1
+    assert found.threshold > 40.0  # above the ordinary hours, at the large excursions' level or beyond
+
+
+# ------------------------------------------------------------------ the per-series record
+def settings() -> budget.BudgetSettings:
+    return budget.BudgetSettings(0.1, "both", 3600.0, 6 * HOUR, 5.0)
+
+
+def test_the_record_keeps_hourly_maxima_of_new_samples_only() -> None:
+    record = budget.ScoreRecord()
+    record.add(100.0, {"anomaly": 2.0, "drift": None, "regression": np.nan})
+    record.add(200.0, {"anomaly": 5.0, "drift": 1.5, "regression": 7.0})
+    record.add(150.0, {"anomaly": 50.0, "drift": 50.0, "regression": 50.0})  # older than the latest: ignored
+    record.add(200.0, {"anomaly": 50.0, "drift": 50.0, "regression": 50.0})  # the same sample again: ignored
+    record.add(HOUR + 10.0, {"anomaly": 0.5, "drift": -np.inf, "regression": None})
+    found = record.blocks("anomaly", 0.0, 3 * HOUR)
+    assert found.hours.tolist() == [0, 1] and found.maxima.tolist() == [5.0, 0.5]
+    assert record.blocks("regression", 0.0, 3 * HOUR).maxima.tolist() == [7.0, -np.inf]
+    assert record.blocks("anomaly", HOUR, 3 * HOUR).hours.tolist() == [1]  # hours in [since, until)
+
+
+def test_the_record_forgets_what_is_older_than_it_needs() -> None:
+    record = budget.ScoreRecord()
+    for hour in range(20 * 24):
+        record.add(hour * HOUR, {"anomaly": 1.0, "drift": 0.0, "regression": 0.0})
+    kept = record.blocks("anomaly", 0.0, 21 * DAY).hours
+    assert kept.size <= budget.RECORD_HOURS + 48 and kept.max() == 20 * 24 - 1
+    assert kept.min() >= 20 * 24 - budget.RECORD_HOURS - 48
+
+
+def test_crossings_count_new_episodes_against_the_thresholds_in_force() -> None:
+    record = budget.ScoreRecord()
+    thresholds = {"anomaly": 3.0, "drift": 2.0, "regression": 10.0}
+    scores = {0: 4.0, 1: 5.0, 2: 1.0, 3: 4.0, 6: 4.0, 40: 2.0}  # 5-minute samples; crossing at 0 and 6 (30 min)
+    for minute in range(0, 48 * 60, 5):
+        value = scores.get(minute // 5, 0.5) if minute < 60 else (4.0 if minute == 24 * 60 else 0.5)
+        record.add(minute * 60.0, {"anomaly": value, "drift": 0.0, "regression": 0.0}, thresholds)
+    # one episode in the first hour (samples above 3 within the 1-hour gap), one at 24 h
+    assert record.crossings["anomaly"] == [0.0, 24 * HOUR]
+    assert record.crossings_per_day("anomaly") == pytest.approx(2 / (record.latest / DAY))
+    assert record.crossings_per_day("drift") == 0.0
+    assert budget.ScoreRecord().crossings_per_day("anomaly") is None
+
+
+def test_thresholds_come_from_the_record_where_it_reaches_and_leave_out_the_recent_window() -> None:
+    """A baseline scoring its history well (in-sample: quiet) beside a record of frequent out-of-sample
+    excursions: the record sets the threshold; excursions in the last regression window do not count."""
+
+    class Flat:
+        reference = None
+
+        def predict(self, times: np.ndarray) -> object:
+            from analyzer.models.base import Band
+
+            zero = np.zeros(times.size)
+            return Band(zero, zero - 1.0, zero + 1.0)
+
+    times = np.arange(0.0, 10 * DAY, 300.0)
+    values = np.zeros(times.size)
+    quiet = budget.thresholds_for(Flat(), times, values, settings())
+    assert quiet.anomaly_threshold == 1.0 and quiet.anomaly.record_days > 9
+
+    record = budget.ScoreRecord()
+    rng = np.random.default_rng(5)
+    for t in times[times >= 3 * DAY]:
+        excursion = 2.0 + rng.exponential(3.0) if int(t // HOUR) % 6 == 0 and t % HOUR == 0 else 0.2
+        record.add(float(t), {"anomaly": excursion, "drift": 0.0, "regression": -np.inf})
+    busy = budget.thresholds_for(Flat(), times, values, settings(), record)
+    assert busy.anomaly_threshold > 5.0  # four excursions a day out of sample, budget 0.05 a day
+    assert busy.anomaly.record_days == pytest.approx(10 - 0.25, abs=0.1)  # 6 h left out
+
+    late = budget.ScoreRecord()
+    for t in times[times >= 10 * DAY - 5 * HOUR]:
+        late.add(float(t), {"anomaly": 30.0, "drift": 0.0, "regression": 0.0})
+    assert budget.thresholds_for(Flat(), times, values, settings(), late).anomaly_threshold == 1.0
+
+
+# ------------------------------------------------------------------ the shipped rules on generated series
+def replayed(tmp_path: Path, timestamps: np.ndarray, values: np.ndarray, name: str) -> pd.DataFrame:
+    stamps = pd.to_datetime(timestamps, unit="s").strftime("%Y-%m-%d %H:%M:%S")
+    path = tmp_path / f"{name}.csv"
+    pd.DataFrame({"timestamp": stamps, "value": values}).to_csv(path, index=False)
+    target = build_target({"name": "t", "query": "q"}, {}, "t")  # shipped defaults
+    return backtest(read_input(path), target, "UTC", 3 * HOUR, FitPool(1))
+
+
+def bursty_counts(days: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson counts of a daily-seasonal rate with self-exciting bursts of Pareto size (social-media volume):
+    heavy-tailed, no change anywhere."""
+    rng = np.random.default_rng(seed)
+    step = 300.0
+    times = 1_767_571_200.0 - step * np.arange(int(days * DAY / step), 0, -1)
+    rate = 8.0 * (1.0 + 0.4 * np.sin(2 * np.pi * (times % DAY) / DAY))
+    excitement = np.zeros(times.size)
+    for i in range(1, times.size):
+        excitement[i] = 0.8 * excitement[i - 1] + (rng.pareto(1.5) * 6.0 if rng.random() < 0.01 else 0.0)
+    return times, rng.poisson(rate + excitement).astype(float)
+
+
+def pages_per_day(frame: pd.DataFrame, times: np.ndarray, since: float) -> float:
+    scored = np.isfinite(frame["expected"].to_numpy()) & (times >= since)
+    days = (times[scored][-1] - times[scored][0]) / DAY
+    return float(frame["alert"].to_numpy()[scored].sum()) / days
+
+
+def test_a_bursty_heavy_tailed_null_series_pages_at_most_the_budget(tmp_path: Path) -> None:
+    budget_per_day = 0.1  # the default max_notifications_per_day
+    times, values = bursty_counts(28, seed=5)
+    frame = replayed(tmp_path, times, values, "bursty")
+    scores = frame["anomaly_score"].to_numpy()
+    assert (scores > 1).mean() > 0.01  # the bursts leave the band often: a fixed threshold of 1 would page
+    # once the record holds a week (steady state), the three weeks left page at most the budget
+    assert pages_per_day(frame, times, times[0] + 7 * DAY) <= budget_per_day
+    assert (frame["anomaly_threshold"].dropna() > 3).all()  # it got there by raising the threshold
+
+
+def test_an_hourly_series_with_a_20_percent_step_gets_a_verdict(tmp_path: Path) -> None:
+    series = generate(days=28, step=3600.0, level=100.0, weekend_dip=0.0, noise=0.03, seed=21)
+    change = float(series.timestamps[-1]) - 2 * DAY
+    inject_step(series, change, 0.2)
+    frame = replayed(tmp_path, series.timestamps, series.values, "hourly")
+    after = series.timestamps >= change
+    assert not (frame["verdict"].to_numpy()[after] == "insufficient_data").all()
+    assert (frame["severity"].to_numpy()[after][:12] >= 2).any()  # significant (15%) or more within 12 h
+    assert frame["alert"].to_numpy()[after][:6].any()  # and notified within 6 hours (6 samples)
+    before = ~after & np.isfinite(frame["expected"].to_numpy())
+    assert frame["severity"].to_numpy()[before].max() == 0  # no verdict before the step
+
+
+def test_a_step_on_a_quiet_series_is_still_found(tmp_path: Path) -> None:
+    series = generate(days=14, level=100.0, weekend_dip=0.0, noise=0.02, seed=22)
+    change = float(series.timestamps[-1]) - DAY
+    inject_step(series, change, 0.1)
+    frame = replayed(tmp_path, series.timestamps, series.values, "quiet")
+    after = series.timestamps >= change
+    assert frame["anomaly_threshold"].to_numpy()[after].max() < 2.0  # quiet: within twice the band edge
+    assert frame["alert"].to_numpy()[after][:12].any()  # notified within the first hour
+    assert frame["alert"].to_numpy()[~after].sum() <= 1

@@ -3,6 +3,9 @@ shift, with a perfect baseline (i.i.d. Gaussian noise), at the false-alarm targe
 
     python bench/cusum_bound.py
 
+``recall_at_rate`` gives the same bound at any false-alarm rate: bench/verdict_sweep.py prints it beside each
+measured row, at the false-verdict rate the product showed there.
+
 CUSUM is the optimal sequential detector of a known mean shift (Lorden 1971, Moustakides 1986): no method has a
 shorter worst-case detection delay at the same average run length between false alarms. Its threshold is set
 with Siegmund's approximation so that false alarms come once per 288,000 samples (one per 1,000 series-days at
@@ -25,8 +28,9 @@ def siegmund_run_length(drift: float, barrier: float) -> float:
     return (np.exp(-2 * drift * barrier) + 2 * drift * barrier - 1) / (2 * drift * drift)
 
 
-def threshold(k: float) -> float:
-    barrier = brentq(lambda b: siegmund_run_length(-k, b) - SAMPLES_BETWEEN_FALSE_ALARMS, 0.1, 200.0)
+def threshold(k: float, samples_between_false_alarms: float = SAMPLES_BETWEEN_FALSE_ALARMS) -> float:
+    with np.errstate(over="ignore"):  # exp(2 k b) overflows to inf far above the root: the sign is all brentq needs
+        barrier = brentq(lambda b: siegmund_run_length(-k, b) - samples_between_false_alarms, 0.1, 500.0)
     return barrier - 1.166
 
 
@@ -40,6 +44,22 @@ def simulated_delays(shift: float, k: float, h: float, runs: int, rng: np.random
         alarmed = waiting & (statistic > h)
         delays[alarmed], waiting = sample, waiting & ~alarmed
     return delays * STEP_MINUTES
+
+
+def recall_at_rate(false_per_1000_days: float, noises: np.ndarray, step: float, minutes: float,
+                   runs: int = 4000) -> float:  # fmt: skip
+    """The optimal CUSUM's recall of a ``step`` (relative) within ``minutes``, averaged over series with the
+    given per-sample ``noises``, when its threshold gives ``false_per_1000_days`` false alarms per 1,000
+    series-days of 5-minute samples (bench/verdict_sweep.py prints it beside each measured row). The noises are
+    rounded to a grid of 0.1% so each level is simulated once (fixed seed)."""
+    between = SAMPLES_BETWEEN_FALSE_ALARMS / max(false_per_1000_days, 1e-3)
+    levels, counts = np.unique(np.round(np.asarray(noises, dtype=float), 3), return_counts=True)
+    found = 0.0
+    for noise, count in zip(levels, counts, strict=True):
+        shift = step / noise
+        delays = simulated_delays(shift, shift / 2, threshold(shift / 2, between), runs, np.random.default_rng(0))
+        found += count * np.mean(delays <= minutes)
+    return found / counts.sum()
 
 
 def main() -> None:

@@ -1,17 +1,22 @@
-"""NAB score of Perf Sentinel's default alerting on ``../shared/nab-dev`` (Numenta Anomaly Benchmark, 35 files).
+"""NAB score of the notifications Perf Sentinel's shipped alert rules would send, at the default configuration.
 
-    python bench/nab.py [--results DIR] [--output DIR] [--nab ../shared/nab-dev]
+    python bench/nab.py [--results DIR] [--output DIR] [--nab ../shared/nab-dev] [--resample 1h]
 
 Without ``--results`` it runs ``perfsentinel backtest --input NAB/data --output DIR`` first (defaults: auto
-model, refit every hour; about 6 CPU-minutes). Then it prints:
+model, hourly refits; 4-5 minutes on 2 cores for nab-dev). ``--resample 15min`` or ``1h`` scores a copy of the
+corpus averaged to that step, windows moved to the rows that hold them: the same series and labels at another
+sampling step (coarser data, fewer rows; the scorer's probation and window rules apply to the new rows).
 
-* the NAB table (standard / low-FP / low-FN, window precision / recall / F1, false-positive rows) for the
-  backtest's ``alert`` column (the notifications of every shipped per-series alert rule), for the anomaly, the
-  regression and the drift rules alone, and for the raw ``anomaly_score`` (fixed threshold 1, and swept as NAB does);
-* the NAB standard score at neighbouring rule parameters, one changed at a time, to show how much of the score
-  is tuning (recomputed from the same backtest output with analyzer.episodes, no refits). About 1.5 min;
-* the anomaly rules with an anomaly-likelihood gate (as Numenta's detectors use) instead of the new high: the
-  mean score of the last 15 minutes is more than k standard deviations above the mean of the window before it.
+It prints:
+
+* the NAB table (standard / low-FP / low-FN, window precision / recall / F1, false-positive rows, notifications
+  per series-day) for the backtest's ``alert`` column (every shipped per-series rule), and for the anomaly, the
+  regression and the drift rules alone (``analyzer.episodes`` on the same output);
+* per category, the standard score of all rules beside the anomaly rule alone (the rules never subtract when
+  the first is at least the second);
+* variants of the rules on the same output (no recalibration): without the ``unless`` that keeps drift and
+  minor/significant regressions quiet after an anomaly alert, and regression alerts without their calibrated
+  change threshold.
 
 The scorer is ``../shared/tools/nab_score.py`` (not part of the project).
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
 import subprocess
 import sys
 import tempfile
@@ -32,27 +38,56 @@ import numpy as np
 import pandas as pd
 
 from analyzer import episodes
+from analyzer.backtest import RULE_EVALUATION_INTERVAL
 from analyzer.episodes import SHIPPED_RULES, AlertRule
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
-COLUMNS = ("anomaly_score", "severity", "drift_score")
+DAY = 86400.0
 ANOMALY = tuple(r for r in SHIPPED_RULES if r.column == "anomaly_score")
 REGRESSION = tuple(r for r in SHIPPED_RULES if r.column == "severity")
 DRIFT = tuple(r for r in SHIPPED_RULES if r.column == "drift_score")
 
 
-def load_scorer(nab: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("nab_score", nab.parent / "tools" / "nab_score.py")
+def load_scorer(path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("nab_score", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules["nab_score"] = module  # its dataclasses look the module up
     spec.loader.exec_module(module)
     return module
 
 
-def run_backtest(nab: Path, output: Path) -> float:
+def resample(nab: Path, rule: str, destination: Path) -> Path:
+    """A copy of the corpus with values averaged per ``rule`` bucket (empty buckets dropped, as NAB files have
+    no empty rows) and each window's start and end moved to the first and last row inside it."""
+    windows = json.loads((nab / "labels" / "combined_windows.json").read_text())
+    moved = {}
+    for path in sorted((nab / "data").rglob("*.csv")):
+        rel = str(path.relative_to(nab / "data"))
+        frame = pd.read_csv(path)
+        series = pd.Series(frame["value"].to_numpy(), index=pd.to_datetime(frame["timestamp"]))
+        coarse = series.groupby(series.index.floor(rule)).mean().dropna()
+        out = destination / "data" / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stamps = coarse.index.strftime("%Y-%m-%d %H:%M:%S")
+        pd.DataFrame({"timestamp": stamps, "value": coarse.to_numpy()}).to_csv(out, index=False)
+        moved[rel] = [window_rows(coarse.index, start, end, rule) for start, end in windows[rel]]
+    (destination / "labels").mkdir(parents=True, exist_ok=True)
+    (destination / "labels" / "combined_windows.json").write_text(json.dumps(moved, indent=1))
+    return destination
+
+
+def window_rows(index: pd.DatetimeIndex, start: str, end: str, rule: str) -> list[str]:
+    first = index[index >= pd.Timestamp(start).floor(rule)]
+    last = index[index <= pd.Timestamp(end)]
+    begin = first[0] if len(first) else index[-1]
+    finish = max(last[-1] if len(last) else index[0], begin)
+    return [f"{stamp:%Y-%m-%d %H:%M:%S}.000000" for stamp in (begin, finish)]
+
+
+def run_backtest(data: Path, output: Path) -> float:
     started = time.monotonic()
-    command = [sys.executable, "-m", "analyzer.cli", "backtest", "--input", str(nab / "data"), "--output", str(output)]
+    command = [sys.executable, "-m", "analyzer.cli", "backtest", "--input", str(data), "--output", str(output)]
     subprocess.run(command, check=True)
     return time.monotonic() - started
 
@@ -69,149 +104,100 @@ def read_results(corpus: dict, results: Path) -> dict[str, pd.DataFrame]:
 
 
 def notified(frames: dict[str, pd.DataFrame], rules: tuple[AlertRule, ...]) -> dict[str, np.ndarray]:
-    return {rel: episodes.notifications(f, f["t"].to_numpy(), rules).astype(float) for rel, f in frames.items()}
+    return {rel: episodes.notifications(f, f["t"].to_numpy(), rules, RULE_EVALUATION_INTERVAL).astype(float)
+            for rel, f in frames.items()}  # fmt: skip
 
 
-def evaluate(scorer: ModuleType, corpus: dict, scores: dict[str, np.ndarray], threshold: float | None) -> dict:
-    result = scorer.evaluate(corpus, scores, threshold)
+def scored_days(frames: dict[str, pd.DataFrame]) -> float:
+    """Series-days with a baseline (rows with an expected value)."""
+    total = 0.0
+    for frame in frames.values():
+        times = frame["t"].to_numpy()[np.isfinite(frame["expected"].to_numpy())]
+        total += (times.max() - times.min()) / DAY if times.size else 0.0
+    return total
+
+
+def evaluate(scorer: ModuleType, corpus: dict, scores: dict[str, np.ndarray]) -> dict:
+    result = scorer.evaluate(corpus, scores, 0.5)
     profiles, window = result["profiles"], result["window_metrics"]
+    categories = {name: c["standard_score"] for name, c in result["per_category"].items()}
     return {"standard": profiles["standard"]["score"], "low_fp": profiles["reward_low_FP_rate"]["score"],
-            "low_fn": profiles["reward_low_FN_rate"]["score"], "threshold": profiles["standard"]["threshold"],
+            "low_fn": profiles["reward_low_FN_rate"]["score"], "categories": categories,
+            "notifications": int(sum(s.sum() for s in scores.values())),
             **{k: window[k] for k in ("precision", "recall", "f1", "tp_windows", "fn_windows", "fp_rows")}}  # fmt: skip
 
 
-def print_table(rows: list[tuple[str, str, dict]]) -> None:
-    print("| detections | threshold | NAB standard | low FP | low FN | window P / R / F1 | TP / FN windows | FP rows |")
+def print_table(rows: list[tuple[str, dict]], days: float) -> None:
+    print("| alerts | NAB standard | low FP | low FN | window P / R / F1 | TP / FN windows | FP rows | "
+          "notifications per series-day |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|")
-    for name, threshold, r in rows:
-        print(f"| {name} | {threshold} | **{r['standard']:.1f}** | {r['low_fp']:.1f} | {r['low_fn']:.1f} | "
+    for name, r in rows:
+        print(f"| {name} | **{r['standard']:.1f}** | {r['low_fp']:.1f} | {r['low_fn']:.1f} | "
               f"{r['precision']:.3f} / {r['recall']:.2f} / {r['f1']:.3f} | {r['tp_windows']} / {r['fn_windows']} | "
-              f"{r['fp_rows']} |")  # fmt: skip
+              f"{r['fp_rows']} | {r['notifications'] / days:.3f} |")  # fmt: skip
 
 
-def variants() -> list[tuple[str, dict]]:
-    """One parameter away from the shipped anomaly rules (and the shared keep_firing_for)."""
-    gate = ANOMALY[0].new_high
-    return [("new-high window 6h", {"new_high": dataclasses.replace(gate, window=6 * 3600.0)}),
-            ("new-high window 3d", {"new_high": dataclasses.replace(gate, window=3 * 86400.0)}),
-            ("new-high window 7d", {"new_high": dataclasses.replace(gate, window=7 * 86400.0)}),
-            ("recent 5m", {"new_high": dataclasses.replace(gate, recent=300.0)}),
-            ("recent 30m", {"new_high": dataclasses.replace(gate, recent=1800.0)}),
-            ("no new-high gate", {"new_high": None}),
-            ("for 10m", {"hold": 600.0}),
-            ("for 15m, no gate, no keep (old PerfSentinelAnomaly)", {"hold": 900.0, "new_high": None,
-                                                                     "keep_firing_for": 0.0}),
-            ("keep_firing_for 0", {"keep_firing_for": 0.0}),
-            ("keep_firing_for 6h", {"keep_firing_for": 6 * 3600.0})]  # fmt: skip
+def print_categories(everything: dict, anomaly: dict, frames: dict[str, pd.DataFrame],
+                     shipped: dict[str, np.ndarray]) -> None:  # fmt: skip
+    print("\n| category | all rules | anomaly rule alone | all >= anomaly | notifications per series-day |")
+    print("|---|---|---|---|---|")
+    for category, score in everything["categories"].items():
+        members = [rel for rel in frames if rel.split("/")[0] == category]
+        days = scored_days({rel: frames[rel] for rel in members})
+        rate = sum(shipped[rel].sum() for rel in members) / days if days else float("nan")
+        alone = anomaly["categories"][category]
+        if score is None:  # no window: only false positives to count
+            print(f"| {category} | no windows | no windows | - | {rate:.3f} |")
+            continue
+        print(f"| {category} | {score:.1f} | {alone:.1f} | {'yes' if score >= alone - 1e-9 else 'NO'} | {rate:.3f} |")
 
 
-def sensitivity(scorer: ModuleType, corpus: dict, frames: dict[str, pd.DataFrame]) -> None:
-    print("\nNAB standard one parameter away from the default anomaly rules (same backtest output):\n")
-    print("| anomaly rules | anomaly rules alone | all rules (alert) |")
-    print("|---|---|---|")
-    cases = [("shipped (new high over 1d, recent 15m, for 5m, keep 1h)", {})] + variants()
-    cases += [("info threshold 1.5", {"info_above": 1.5}), ("info threshold 2", {"info_above": 2.0})]
-    for name, change in cases:
-        info_above = change.pop("info_above", None)
-        rules = tuple(dataclasses.replace(r, **change) for r in ANOMALY)
-        if info_above is not None:
-            rules = (dataclasses.replace(rules[0], above=info_above), *rules[1:])
-        alone = evaluate(scorer, corpus, notified(frames, rules), 0.5)["standard"]
-        union = evaluate(scorer, corpus, notified(frames, rules + REGRESSION + DRIFT), 0.5)["standard"]
-        print(f"| {name} | {alone:.1f} | {union:.1f} |")
-
-
-def sustained_sensitivity(scorer: ModuleType, corpus: dict, frames: dict[str, pd.DataFrame]) -> None:
-    print("\nNAB standard of all rules (alert) with other regression/drift keep_firing_for (shipped: 3h):\n")
-    print("| regression and drift keep_firing_for | all rules (alert) |")
-    print("|---|---|")
-    for hours in (0, 1, 3, 6, 24):
-        sustained = tuple(dataclasses.replace(r, keep_firing_for=hours * 3600.0) for r in REGRESSION + DRIFT)
-        score = evaluate(scorer, corpus, notified(frames, ANOMALY + sustained), 0.5)["standard"]
-        print(f"| {hours}h | {score:.1f} |")
-
-
-def likelihood_gate(
-    scores: np.ndarray, times: np.ndarray, k: float, window: float, recent: float = 900.0
-) -> np.ndarray:
-    """Per row (``times`` ascending): ``avg_over_time(s[recent]) - avg_over_time(s[window] offset recent) >
-    k * stddev_over_time(s[window] offset recent)``, or the earlier range holds no sample."""
-    finite = np.isfinite(scores)
-    values = np.where(finite, scores, 0.0)
-    sums, squares, counts = (np.r_[0.0, np.cumsum(a)] for a in (values, values * values, finite.astype(float)))
-    end = np.arange(1, len(times) + 1)
-    middle = np.searchsorted(times, times - recent, side="right")
-    start = np.searchsorted(times, times - recent - window, side="right")
-    recent_mean = (sums[end] - sums[middle]) / np.maximum(counts[end] - counts[middle], 1)
-    prior_n = counts[middle] - counts[start]
-    prior_mean = (sums[middle] - sums[start]) / np.maximum(prior_n, 1)
-    prior_sd = np.sqrt(np.maximum((squares[middle] - squares[start]) / np.maximum(prior_n, 1) - prior_mean**2, 0))
-    return (prior_n == 0) | (recent_mean - prior_mean > k * prior_sd)
-
-
-def likelihood_notified(frames: dict[str, pd.DataFrame], k: float, window: float) -> dict[str, np.ndarray]:
-    """Notifications of the shipped anomaly rules (thresholds, for, keep_firing_for) with the likelihood gate in
-    place of the new high: the score is masked (absent) on the rows the gate rejects."""
-    gated = {}
-    for rel, frame in frames.items():
-        times, scores = frame["t"].to_numpy(), frame["anomaly_score"].to_numpy(dtype=float)
-        order = np.argsort(times, kind="stable")
-        gate = np.empty(len(frame), dtype=bool)
-        gate[order] = likelihood_gate(scores[order], times[order], k, window)
-        gated[rel] = frame.assign(anomaly_score=np.where(gate, scores, np.nan))
-    return notified(gated, tuple(dataclasses.replace(rule, new_high=None) for rule in ANOMALY))
-
-
-def likelihood_sensitivity(scorer: ModuleType, corpus: dict, frames: dict[str, pd.DataFrame]) -> None:
-    print("\nNAB standard with an anomaly-likelihood gate instead of the new high (same backtest output):\n")
-    print("| gate | anomaly rules alone (TP windows / FP rows) | all rules (alert) |")
-    print("|---|---|---|")
-    sustained = notified(frames, REGRESSION + DRIFT)
-    for k, days in ((2, 1), (3, 1), (4, 1), (2, 3), (3, 3), (4, 3)):
-        alone = likelihood_notified(frames, k, days * 86400.0)
-        a = evaluate(scorer, corpus, alone, 0.5)
-        union = evaluate(scorer, corpus, {rel: np.maximum(alone[rel], sustained[rel]) for rel in alone}, 0.5)
-        print(
-            f"| 15m mean > {days}d mean + {k} sd | {a['standard']:.1f} ({a['tp_windows']} / {a['fp_rows']}) | "
-            f"{union['standard']:.1f} |"
-        )
+def variants() -> list[tuple[str, tuple[AlertRule, ...]]]:
+    return [
+        ("without `unless` (drift, minor and significant also after an anomaly alert)",
+         tuple(dataclasses.replace(r, unless=None) for r in SHIPPED_RULES)),
+        ("regression alerts without their calibrated change threshold",
+         tuple(dataclasses.replace(r, exceeds=None) if r.column == "severity" else r for r in SHIPPED_RULES)),
+        ("anomaly and regression rules, no drift rule", ANOMALY + REGRESSION),
+    ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nab", type=Path, default=SHARED / "nab-dev")
+    parser.add_argument("--scorer", type=Path, default=SHARED / "tools" / "nab_score.py")
     parser.add_argument("--results", type=Path, help="reuse a backtest output folder instead of running one")
     parser.add_argument("--output", type=Path, help="where the backtest writes (default: a temporary folder)")
+    parser.add_argument("--resample", help="score the corpus averaged to this step (pandas rule: 15min, 1h)")
     args = parser.parse_args(argv)
-    if not (args.nab / "labels" / "combined_windows.json").exists():
-        print(f"no NAB corpus at {args.nab}", file=sys.stderr)
+    if not (args.nab / "labels" / "combined_windows.json").exists() or not args.scorer.exists():
+        print(f"no NAB corpus at {args.nab} or no scorer at {args.scorer}", file=sys.stderr)
         return 2
-    scorer = load_scorer(args.nab)
-    corpus = scorer.load_corpus(str(args.nab))
+    nab = args.nab
+    if args.resample:
+        nab = resample(nab, args.resample, Path(tempfile.mkdtemp(prefix=f"nab-{args.resample}-")))
+        print(f"corpus averaged to {args.resample} in {nab}")
+    scorer = load_scorer(args.scorer)
+    corpus = scorer.load_corpus(str(nab))
     results = args.results or args.output or Path(tempfile.mkdtemp(prefix="perfsentinel-nab-"))
     if args.results is None:
-        print(f"backtest of {args.nab / 'data'} into {results}: {run_backtest(args.nab, results):.0f} s wall")
+        print(f"backtest of {nab / 'data'} into {results}: {run_backtest(nab / 'data', results):.0f} s wall")
     frames = read_results(corpus, results)
     shipped = notified(frames, SHIPPED_RULES)
     if all("alert" in f for f in frames.values()):
         mismatched = [rel for rel, f in frames.items() if not np.array_equal(f["alert"].to_numpy(), shipped[rel])]
         print(f"alert column == analyzer.episodes over the shipped rules: {mismatched or 'yes'}")
-    windows = scorer.scorable_windows(corpus)
-    rows_total = sum(info.n for info in corpus.values())
-    print(f"{len(corpus)} files, {windows} scorable windows, {rows_total} rows; notifications (alert = 1): "
-          f"{int(sum(a.sum() for a in shipped.values()))}\n")  # fmt: skip
-    raw = {rel: f["anomaly_score"].to_numpy(dtype=float) for rel, f in frames.items()}
-    rows = [("`alert`: every shipped per-series rule", "as given", evaluate(scorer, corpus, shipped, 0.5)),
-            ("anomaly rules only", "as given", evaluate(scorer, corpus, notified(frames, ANOMALY), 0.5)),
-            ("regression tier rules only", "as given", evaluate(scorer, corpus, notified(frames, REGRESSION), 0.5)),
-            ("drift rule only", "as given", evaluate(scorer, corpus, notified(frames, DRIFT), 0.5)),
-            ("`anomaly_score` per row", "1", evaluate(scorer, corpus, raw, 1.0))]  # fmt: skip
-    swept = evaluate(scorer, corpus, raw, None)
-    rows.append(("`anomaly_score` per row", f"swept ({swept['threshold']:.3g})", swept))
-    print_table(rows)
-    sensitivity(scorer, corpus, frames)
-    sustained_sensitivity(scorer, corpus, frames)
-    likelihood_sensitivity(scorer, corpus, frames)
+    days = scored_days(frames)
+    print(f"{len(corpus)} files, {scorer.scorable_windows(corpus)} scorable windows, "
+          f"{sum(info.n for info in corpus.values())} rows, {days:.0f} scored series-days\n")  # fmt: skip
+    everything = evaluate(scorer, corpus, shipped)
+    anomaly = evaluate(scorer, corpus, notified(frames, ANOMALY))
+    print_table([("every shipped per-series rule (`alert`)", everything), ("anomaly rule alone", anomaly),
+                 ("regression tier rules alone", evaluate(scorer, corpus, notified(frames, REGRESSION))),
+                 ("drift rule alone", evaluate(scorer, corpus, notified(frames, DRIFT)))], days)  # fmt: skip
+    print_categories(everything, anomaly, frames, shipped)
+    print("\nVariants of the rules on the same backtest output (thresholds as calibrated):\n")
+    print_table([(name, evaluate(scorer, corpus, notified(frames, rules))) for name, rules in variants()], days)
     return 0
 
 

@@ -35,6 +35,7 @@ from scipy.stats import beta
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accuracy import noise_table  # noqa: E402
+from cusum_bound import recall_at_rate  # noqa: E402
 from regression_harness import (  # noqa: E402
     DAY,
     HOUR,
@@ -91,6 +92,7 @@ def report(outcomes: list[Outcome], noise_range: tuple[float, float] = NOISE_RAN
     false, days = sum(o.false_episodes for o in nulls), sum(o.days for o in nulls)
     print(f"false verdicts: {false} in {days:.0f} series-days = {1000 * false / max(days, 1):.1f} per 1,000")
     print("\n".join(noise_table(outcomes, noise_range)))
+    rate = 1000 * false / days if days else None
     for size, limit in LIMITS.items():
         group = [o for o in outcomes if abs(o.case.step_pct) == size]
         if not group:
@@ -99,6 +101,12 @@ def report(outcomes: list[Outcome], noise_range: tuple[float, float] = NOISE_RAN
         bound = recall_lower_bound(found, len(group))
         print(f"{size:g}% steps within {limit / HOUR:g} h: {found} of {len(group)} (95% lower bound {bound:.1%}); "
               f"{delays_text(group)}")  # fmt: skip
+        if rate is not None:
+            optimal = recall_at_rate(rate, np.array([o.case.noise for o in group]), size / 100, limit / 60)
+            print(
+                f"  optimal CUSUM, perfect baseline, at the same {rate:.1f} false verdicts per 1,000 series-days: "
+                f"{optimal:.1%}; measured / optimal = {found / len(group) / optimal:.1%} (target >= 95%)"
+            )
     flagged = [f"seed {o.case.seed} ({o.case.noise:.1%})" for o in outcomes if o.false_episodes]
     print("false verdicts on:", ", ".join(flagged) or "none")
 

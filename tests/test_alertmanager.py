@@ -44,10 +44,10 @@ ROUTES = [
     ({"severity": "critical", "alertname": "PerfSentinelRegressionCritical"}, "pager"),
     ({"severity": "critical", "alertname": "PerfSentinelRegressionEscalated", "escalated": "true"}, "pager"),
     ({"severity": "warning", "alertname": "PerfSentinelRegressionSignificant"}, "chat"),
-    ({"severity": "warning", "alertname": "PerfSentinelAnomalySevere"}, "chat"),
     ({"severity": "warning", "alertname": "PerfSentinelDown"}, "chat"),
     ({"severity": "info", "alertname": "PerfSentinelRegressionMinor"}, "ticket"),
     ({"severity": "info", "alertname": "PerfSentinelAnomaly"}, "ticket"),
+    ({"severity": "info", "alertname": "PerfSentinelDrift"}, "ticket"),
     ({"severity": "none", "alertname": "PerfSentinelHeartbeat"}, "heartbeat"),
     ({"alertname": "SomethingElse"}, "blackhole"),
 ]

@@ -51,6 +51,12 @@ def thresholds(*steps: tuple[float | None, str]) -> db.ThresholdsConfig:
 
 
 SCORE_THRESHOLDS = ((None, "green"), (1.0, "orange"), (3.0, "red"))
+# the series dashboard draws the band edge as a fixed line and each alert's calibrated threshold as a dashed series
+BAND_EDGE = ((None, "green"), (1.0, "orange"))
+THRESHOLD_LINE = [
+    dm.DynamicConfigValue(id_val="custom.lineStyle", value={"fill": "dash", "dash": [10, 10]}),
+    dm.DynamicConfigValue(id_val="color", value={"mode": "fixed", "fixedColor": "red"}),
+]
 
 
 def graph(title: str, description: str, *queries, unit: str = "short", width: int = 12, height: int = 8):
@@ -58,6 +64,11 @@ def graph(title: str, description: str, *queries, unit: str = "short", width: in
     for q in queries:
         panel = panel.with_target(q)
     return panel.span(width).height(height)
+
+
+def threshold_lines(panel: timeseries.Panel, legend_prefix: str) -> timeseries.Panel:
+    """Queries whose legend starts with ``legend_prefix`` are drawn as dashed red lines."""
+    return panel.override_by_regexp(f"^{legend_prefix}.*", THRESHOLD_LINE)
 
 
 def single(title: str, description: str, expr: str, color: str, unit: str = "short"):
@@ -135,7 +146,41 @@ def overview() -> db.Dashboard:
         )
         .with_panel(graph("Drift score (top 10)", "Slow departure from the baseline; above 1 it exceeds what the "
                           "baseline allows.", query(f"topk(10, perfsentinel_drift_score{{{SEL}}})"), width=24))
+        .with_row(db.Row("Notification budget"))
+        .with_panel(budget_table())
     )  # fmt: skip
+
+
+CROSSINGS = {kind: f"perfsentinel_{kind}_crossings_per_day{{{SEL}}}" for kind in ("anomaly", "drift", "regression")}
+
+
+def budget_table() -> table.Panel:
+    """The 10 series with the highest realised crossing rate (all three alerts), with the rate of each alert."""
+    # the three rates come from the same record of the series: present together (from its second day), same labels
+    top = f"topk(10, {' + '.join(CROSSINGS.values())})"
+    # `sum without ()` drops __name__, so the merge joins the four queries on the series labels alone
+    fields = [("A", top)] + [
+        (ref, f"sum without () ({expr} and {top})") for ref, expr in zip("BCD", CROSSINGS.values(), strict=True)
+    ]
+    panel = (
+        table.Panel().title("Notification budget (top 10)")
+        .description("The series that spend their notification budget: threshold crossings per day of the "
+                     "anomaly, drift and regression alerts together over the last 14 days (series in their first "
+                     "day have no rate yet), and of each alert. The budget is the target's "
+                     "max_notifications_per_day (default 0.1 a day per series: half to anomalies, a quarter each to "
+                     "drift and regressions); a series far above it has thresholds that its last refit has not "
+                     "caught up with.")
+        .datasource(DATASOURCE).span(24).height(10).decimals(3)
+        .sort_by([common.TableSortByFieldState().display_name("Crossings per day").desc(True)])
+        .with_transformation(dm.DataTransformerConfig(id_val="merge", options={}))
+        .with_transformation(dm.DataTransformerConfig(id_val="organize", options={
+            "excludeByName": {"Time": True, "__name__": True},
+            "renameByName": {"Value #A": "Crossings per day", "Value #B": "Anomaly", "Value #C": "Drift",
+                             "Value #D": "Regression"}}))
+    )  # fmt: skip
+    for ref, expr in fields:
+        panel = panel.with_target(query(expr, ref=ref, instant=True, table_format=True))
+    return panel
 
 
 def regressed_table(regressed_filter: str) -> table.Panel:
@@ -205,25 +250,59 @@ def drilldown() -> db.Dashboard:
                 dm.DynamicConfigValue(id_val="custom.fillOpacity", value=20)])
         )
         .with_panel(
-            graph("Anomaly score", "1.0 is the edge of the band, counted in the target's bad direction.",
-                  query(f"perfsentinel_anomaly_score{{{SERIES}}}", "{{$series_label}}"))
-            .thresholds(thresholds(*SCORE_THRESHOLDS))
-            .thresholds_style(common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE))
+            threshold_lines(
+                graph("Anomaly score", "1.0 (line) is the edge of the band, counted in the target's bad direction. "
+                      "The dashed line is the series' calibrated threshold (perfsentinel_anomaly_threshold, at "
+                      "least 1.0): PerfSentinelAnomaly fires while the score is above it.",
+                      query(f"perfsentinel_anomaly_score{{{SERIES}}}", "{{$series_label}}", "A"),
+                      query(f"perfsentinel_anomaly_threshold{{{SERIES}}}", "threshold {{$series_label}}", "B"))
+                .thresholds(thresholds(*BAND_EDGE))
+                .thresholds_style(common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE)),
+                "threshold ")
         )
         .with_panel(
             graph("Status", "1 for the series' current status and reason.",
                   query(f"perfsentinel_series_status{{{SERIES}}}", "{{status}} {{reason}}"))
         )
         .with_row(db.Row("Regression verdict"))
-        .with_panel(graph("Change (positive = worse)", "Relative change of the recent window against the "
-                          "reference.", query(f"perfsentinel_regression_change_ratio{{{SERIES}}}",
-                                              "{{$series_label}}"), unit="percentunit", width=8))
+        .with_panel(threshold_lines(
+            graph("Change (positive = worse)", "Relative change of the recent window against the reference. The "
+                  "dashed line is the change a regression alert of the series needs (perfsentinel_regression_"
+                  "threshold_ratio, at least the minor tier).",
+                  query(f"perfsentinel_regression_change_ratio{{{SERIES}}}", "{{$series_label}}", "A"),
+                  query(f"perfsentinel_regression_threshold_ratio{{{SERIES}}}", "threshold {{$series_label}}", "B"),
+                  unit="percentunit", width=8),
+            "threshold "))
         .with_panel(graph("p-value", "Probability of a change at least this large without a regression.",
                           query(f"perfsentinel_regression_p_value{{{SERIES}}}", "{{$series_label}}"), width=8))
-        .with_panel(graph("Tier and drift", "Regression tier (0 none, 1 minor, 2 significant, 3 critical) and "
-                          "drift score.",
-                          query(f"perfsentinel_regression_severity{{{SERIES}}}", "tier {{$series_label}}", "A"),
-                          query(f"perfsentinel_drift_score{{{SERIES}}}", "drift {{$series_label}}", "B"), width=8))
+        .with_panel(threshold_lines(
+            graph("Tier and drift", "Regression tier (0 none, 1 minor, 2 significant, 3 critical) and drift score. "
+                  "The dashed line is the series' calibrated drift threshold (perfsentinel_drift_threshold, at "
+                  "least 1.0): PerfSentinelDrift fires while the drift score is above it and the change is at "
+                  "least 5%, unless an anomaly alert of the series fired in the last 6 hours.",
+                  query(f"perfsentinel_regression_severity{{{SERIES}}}", "tier {{$series_label}}", "A"),
+                  query(f"perfsentinel_drift_score{{{SERIES}}}", "drift {{$series_label}}", "B"),
+                  query(f"perfsentinel_drift_threshold{{{SERIES}}}", "drift threshold {{$series_label}}", "C"),
+                  width=8),
+            "drift threshold "))
+        .with_row(db.Row("Notification budget"))
+        .with_panel(
+            stat.Panel().title("Threshold crossings per day")
+            .description("Realised rate of each alert: times a day the series crossed its calibrated threshold "
+                         "over the last 14 days (no value in the series' first day). The budget is the target's "
+                         "max_notifications_per_day (default 0.1 a day per series: 0.05 anomaly, 0.025 drift, "
+                         "0.025 regression).")
+            .datasource(DATASOURCE)
+            .with_target(query(f"perfsentinel_anomaly_crossings_per_day{{{SERIES}}}", "anomaly {{$series_label}}",
+                               "A"))
+            .with_target(query(f"perfsentinel_drift_crossings_per_day{{{SERIES}}}", "drift {{$series_label}}",
+                               "B"))
+            .with_target(query(f"perfsentinel_regression_crossings_per_day{{{SERIES}}}",
+                               "regression {{$series_label}}", "C"))
+            .reduce_options(common.ReduceDataOptions().calcs(["lastNotNull"]))
+            .graph_mode(cm.BigValueGraphMode.AREA).color_mode(cm.BigValueColorMode.NONE)
+            .text_mode(cm.BigValueTextMode.VALUE_AND_NAME).unit("short").decimals(3).span(24).height(5)
+        )
     )  # fmt: skip
 
 

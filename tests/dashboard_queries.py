@@ -21,8 +21,12 @@ CONTRACT_METRICS = {
     "perfsentinel_regression_start_timestamp_seconds", "perfsentinel_regression_event_info",
     "perfsentinel_baseline_age_seconds", "perfsentinel_baseline_info",
 }  # fmt: skip
-# counters whose series only exist once the event has happened (labelled counters are not pre-initialised)
-UNSEEN_UNTIL_EVENT = {"perfsentinel_fit_fallbacks_total"}
+# counters whose series only exist once the event has happened (labelled counters are not pre-initialised), and
+# the realised crossing rates, absent in a series' first day (a short end-to-end run never sees them)
+UNSEEN_UNTIL_EVENT = {
+    "perfsentinel_fit_fallbacks_total", "perfsentinel_anomaly_crossings_per_day",
+    "perfsentinel_drift_crossings_per_day", "perfsentinel_regression_crossings_per_day",
+}  # fmt: skip
 
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 _METRIC = re.compile(r"\b(perfsentinel[_:][A-Za-z0-9_:]*|up)\b(?!\s*\()")

@@ -18,7 +18,7 @@ both metrics live (scraped every second) at the stepped level, then at the norma
 which the anomaly must resolve and the regression's resolve arrive.
 A target with rejected PromQL makes PerfSentinelTargetQueryFailing fire, and the heartbeat must reach its receiver.
 Every dashboard panel's PromQL is executed against this Prometheus while the alerts fire (see test_dashboards.py).
-About 100 s on 2 cores.
+About 2 minutes on 2 cores (120 s measured, most of it waiting for the regression to resolve).
 """
 
 from __future__ import annotations

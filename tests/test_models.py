@@ -5,7 +5,7 @@ import pytest
 
 from analyzer.calendar import local_seconds
 from analyzer.models import FitContext, choose_seasonality, get_model
-from analyzer.models.base import fill_unobserved, robust_scale
+from analyzer.models.base import attach_reference, fill_unobserved, robust_scale, rounding_noise
 from analyzer.models.stl import phase_average, running_median, smooth_phase
 from analyzer.scoring import anomaly_scores, gated_band
 from analyzer.synthetic import DAY, generate, inject_spike, inject_step, missing_in_holes
@@ -329,3 +329,25 @@ def test_robust_scale_treats_a_mad_of_rounding_noise_as_zero():
     small_but_real = np.random.default_rng(1).normal(0.0, 1e-3, 1000)
     small_but_real[:3] = 1e7  # bursts do not hide a real MAD
     assert robust_scale(small_but_real) == pytest.approx(1e-3, rel=0.1)
+
+
+def test_rounding_noise_is_the_lattice_step_over_root_12_and_zero_off_a_lattice():
+    assert rounding_noise(np.array([0.0, 1.0, 3.0, np.nan, 2.0])) == pytest.approx(1 / np.sqrt(12))
+    assert rounding_noise(np.array([0.25, 0.5, 1.75])) == pytest.approx(0.25 / np.sqrt(12))
+    assert rounding_noise(np.random.default_rng(0).normal(size=200)) == 0.0  # not on a lattice
+    assert rounding_noise(np.array([3.0, 3.0, np.nan])) == 0.0  # one distinct value: no step
+
+
+@pytest.mark.parametrize("model", ["stl", "profile"])
+def test_a_low_count_series_gets_a_band_no_narrower_than_its_rounding(model):
+    """Poisson counts at 0.5 a step (mostly 0): without the floor the band collapsed to +-0.02 at some refits
+    and every count of 1 scored about 40."""
+    rng = np.random.default_rng(4)
+    series = generate(days=21, level=1.0, weekend_dip=0.0, noise=0.0, seed=4)
+    values = rng.poisson(0.5, series.values.size).astype(float)
+    context = FitContext(step=300.0, timezone="UTC", seasonality="auto", band_sigmas=4.0)
+    baseline = attach_reference(get_model(model).fit(series.timestamps, values, context), series.timestamps, values)
+    band = baseline.predict(series.timestamps[-288:])
+    assert np.all(band.upper - band.expected >= 4.0 / np.sqrt(12) - 1e-9)
+    scores = anomaly_scores(np.ones(288), band, "lower_is_better")
+    assert scores.max() < 1.0  # a count of 1 is inside the band

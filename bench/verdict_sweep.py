@@ -3,6 +3,7 @@
     python bench/verdict_sweep.py [--null 150] [--steps 16] [--set persistence=4 ...]
     python bench/verdict_sweep.py --null 0 --steps 300 --sizes 10 --seeds-from 5000
     python bench/verdict_sweep.py --null 0 --steps 400 --sizes 5 --seeds-from 5000 --noise 1.5 3
+    python bench/verdict_sweep.py --null 0 --steps 800 --sizes 10 --seeds-from 5000 --false-rate 5.4
 
 Runs Perf Sentinel (as ``perfsentinel backtest`` does, refit every 6 h unless ``--refit-every`` says otherwise)
 on ``--null`` generated series without a step (7 days each, seeds 1100...) and on ``--steps`` worse steps of each
@@ -86,13 +87,15 @@ def delays_text(group: list[Outcome]) -> str:
     return f"delay median {median:.0f} min, 95th percentile {p95:.0f} min, max {delays.max():.0f} min"
 
 
-def report(outcomes: list[Outcome], noise_range: tuple[float, float] = NOISE_RANGE) -> None:
+def report(
+    outcomes: list[Outcome], noise_range: tuple[float, float] = NOISE_RANGE, false_rate: float | None = None
+) -> None:
     """accuracy.py's table by noise, plus the overall false-verdict rate, every delay and the flagged seeds."""
     nulls = [o for o in outcomes if o.case.step_start is None]
     false, days = sum(o.false_episodes for o in nulls), sum(o.days for o in nulls)
     print(f"false verdicts: {false} in {days:.0f} series-days = {1000 * false / max(days, 1):.1f} per 1,000")
     print("\n".join(noise_table(outcomes, noise_range)))
-    rate = 1000 * false / days if days else None
+    rate = 1000 * false / days if days else false_rate
     for size, limit in LIMITS.items():
         group = [o for o in outcomes if abs(o.case.step_pct) == size]
         if not group:
@@ -123,6 +126,13 @@ def main() -> int:
     parser.add_argument("--noise", type=float, nargs=2, default=[100 * n for n in NOISE_RANGE], metavar=("LOW", "HIGH"),
                         help="range of the per-sample noise in %% (default 3 6)")  # fmt: skip
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--false-rate",
+        type=float,
+        metavar="PER_1000",
+        help="with --null 0: the false verdicts per 1,000 series-days of a separate null run, "
+        "at which the optimal CUSUM's recall is printed beside each row",
+    )
     args = parser.parse_args()
     noise_range = (args.noise[0] / 100, args.noise[1] / 100)
     overrides = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.set)}
@@ -133,7 +143,7 @@ def main() -> int:
     refits = f"refit every {args.refit_every / HOUR:g} h"
     noise = f"noise {args.noise[0]:g}-{args.noise[1]:g}%"
     print(f"settings: {overrides or 'defaults'}; {refits}; {noise}; {DAY / 300:.0f} samples/day")
-    report(results, noise_range)
+    report(results, noise_range, args.false_rate)
     return 0
 
 

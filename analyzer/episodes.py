@@ -74,10 +74,11 @@ class AlertRule:
 ANOMALY_KEEP = 1 * HOUR  # rules/perfsentinel-anomalies.yml
 SUSTAINED_KEEP = 3 * HOUR  # rules/perfsentinel-regressions.yml: regression tiers and drift
 DRIFT_MIN_CHANGE = AtLeast("change_pct", 5.0)  # the default minor tier: a drift smaller than that is not reported
-# info and warning alerts add what the anomaly alert has not already sent for the series (rules never subtract);
-# critical ones escalate whatever came before
+# regression and drift alerts add what the anomaly alert has not already sent for the series (rules never
+# subtract); critical ones wait less, so a critical regression that outlasts the incident still pages
 AFTER_ANOMALY = Unless(("PerfSentinelAnomaly",), 6 * HOUR)
 AFTER_ANOMALY_OR_DRIFT = Unless(("PerfSentinelAnomaly", "PerfSentinelDrift"), 6 * HOUR)
+CRITICAL_AFTER_ANOMALY_OR_DRIFT = Unless(("PerfSentinelAnomaly", "PerfSentinelDrift"), 3 * HOUR)
 CALIBRATED_CHANGE = Exceeds("change_pct", "regression_threshold_pct")
 
 # The per-series alerts of the shipped rule files (names, thresholds and durations must match the YAML), in an
@@ -92,9 +93,9 @@ SHIPPED_RULES: tuple[AlertRule, ...] = (
     AlertRule("PerfSentinelRegressionSignificant", "severity", 600.0, SUSTAINED_KEEP, equals=2,
               exceeds=CALIBRATED_CHANGE, unless=AFTER_ANOMALY_OR_DRIFT),
     AlertRule("PerfSentinelRegressionCritical", "severity", 300.0, SUSTAINED_KEEP, equals=3,
-              exceeds=CALIBRATED_CHANGE),
+              exceeds=CALIBRATED_CHANGE, unless=CRITICAL_AFTER_ANOMALY_OR_DRIFT),
     AlertRule("PerfSentinelRegressionEscalated", "severity", 1800.0, SUSTAINED_KEEP, equals=2,
-              exceeds=CALIBRATED_CHANGE),
+              exceeds=CALIBRATED_CHANGE, unless=CRITICAL_AFTER_ANOMALY_OR_DRIFT),
 )  # fmt: skip
 
 

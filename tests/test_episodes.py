@@ -160,16 +160,36 @@ def checkout_after_anomaly(rows: int = 720) -> dict[str, np.ndarray]:
             "regression_threshold_pct": np.full(rows, 5.0)}  # fmt: skip
 
 
-def test_a_significant_regression_after_an_anomaly_warns_6h_later_but_escalates_on_time() -> None:
+def test_a_significant_regression_after_an_anomaly_warns_6h_and_escalates_3h_later() -> None:
     columns = checkout_after_anomaly()
     starts = {name: rows_where(rows) for name, rows in episodes.rule_onsets(columns, minutes(720)).items()}
     # the anomaly alert fires at minute 0, resolves at 70 (keep_firing_for 1h): quiet 6h after its last firing
-    # evaluation (69), pending from 430, the warning fires at 440; the escalation (no unless) at minute 50
+    # evaluation (69), pending from 430, the warning fires at 440; the escalation is quiet 3h, pending from 250,
+    # fires at 280 (for: 30m)
     assert starts["PerfSentinelAnomaly"] == [0]
     assert starts["PerfSentinelRegressionSignificant"] == [440]
-    assert starts["PerfSentinelRegressionEscalated"] == [50]
-    del columns["anomaly_score"]  # without the anomaly: the warning after its for: 10m
-    assert rows_where(episodes.rule_onsets(columns, minutes(720))["PerfSentinelRegressionSignificant"]) == [30]
+    assert starts["PerfSentinelRegressionEscalated"] == [280]
+    del columns["anomaly_score"]  # without the anomaly: the warning after its for: 10m, the escalation at 50
+    without = episodes.rule_onsets(columns, minutes(720))
+    assert rows_where(without["PerfSentinelRegressionSignificant"]) == [30]
+    assert rows_where(without["PerfSentinelRegressionEscalated"]) == [50]
+
+
+def test_a_critical_verdict_on_the_burst_an_anomaly_alert_reported_does_not_page_again() -> None:
+    """A burst: the anomaly alert fires, and the verdict on the same burst turns critical an hour later and
+    clears an hour after that. One notification; a critical regression that outlasts the 3 hours after the
+    anomaly alert resolved still pages."""
+    rows = 720
+    anomaly = np.full(rows, 0.1)
+    anomaly[:60] = 8.0  # the burst, minutes 0-59; the anomaly alert resolves at 120 (last firing evaluation 119)
+    severity, change = np.zeros(rows), np.zeros(rows)
+    severity[60:120], change[60:120] = 3.0, 300.0
+    columns = {"anomaly_score": anomaly, "anomaly_threshold": np.ones(rows), "severity": severity,
+               "change_pct": change, "regression_threshold_pct": np.full(rows, 5.0)}  # fmt: skip
+    starts = {name: rows_where(found) for name, found in episodes.rule_onsets(columns, minutes(rows)).items()}
+    assert starts["PerfSentinelAnomaly"] == [0] and starts["PerfSentinelRegressionCritical"] == []
+    severity[60:], change[60:] = 3.0, 300.0  # the regression stands: pending from 300 (119 + 3h + 1), pages at 305
+    assert rows_where(episodes.rule_onsets(columns, minutes(rows))["PerfSentinelRegressionCritical"]) == [305]
 
 
 def test_a_growing_anomaly_is_one_notification_and_a_raised_threshold_silences_a_repeat() -> None:

@@ -30,7 +30,7 @@ SHORT_FOR = {
     "PerfSentinelAnomaly": (0, "the calibrated threshold makes a crossing rare; keep_firing_for makes one episode"),
     "PerfSentinelDrift": (60, "the drift window counts samples; 1m waits for the anomaly group's ALERTS"),
 }
-# drift, minor and significant alerts: quiet for 6h after an earlier alert of the same series
+# drift, minor and significant alerts: quiet for 6h after an earlier alert of the same series; critical ones 3h
 UNLESS = re.compile(
     r" unless ignoring\(alertname, alertstate, severity\) "
     r'max_over_time\(ALERTS\{alertname(=|=~)"([A-Za-z|]+)", alertstate="firing"\}\[(\w+)\]\)$'
@@ -164,14 +164,15 @@ def unless_problems(name: str, shipped: dict[str, dict], groups: dict[str, list[
     rule = shipped[name]
     expr = normalized(rule["expr"])
     severity = rule["labels"]["severity"]
-    if severity == "critical" or name == "PerfSentinelAnomaly":
+    if name == "PerfSentinelAnomaly":
         return [] if " unless " not in expr else [f"{name} always notifies: no `unless`"]
+    expected_window = "3h" if severity == "critical" else "6h"
     match = UNLESS.search(expr)
     if not match:
-        return [f"{name}: no `unless ... ALERTS[6h]` clause: {expr}"]
+        return [f"{name}: no `unless ... ALERTS[{expected_window}]` clause: {expr}"]
     operator, names, window = match.groups()
     problems = [] if operator == ("=~" if "|" in names else "=") else [f"{name}: matcher {operator} for {names}"]
-    problems += [] if window == "6h" else [f"{name}: window {window}, not 6h"]
+    problems += [] if window == expected_window else [f"{name}: window {window}, not {expected_window}"]
     group = next(members for members in groups.values() if name in members)
     for earlier in names.split("|"):
         if earlier not in shipped or earlier == name:
@@ -186,19 +187,20 @@ def unless_problems(name: str, shipped: dict[str, dict], groups: dict[str, list[
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(alerts()) if n.startswith(PER_SERIES_PREFIXES)])
-def test_info_and_warning_alerts_never_repeat_an_earlier_alert_of_the_series(name: str) -> None:
+def test_regression_and_drift_alerts_never_repeat_an_earlier_alert_of_the_series(name: str) -> None:
     """Rules never subtract: a drift, minor or significant alert stays quiet for 6h after an alert of the same
-    series at the same or a lower severity (the anomaly alert, and the drift alert for the regression tiers);
-    critical alerts and the anomaly alert itself always notify. The alerts named come first in Prometheus'
-    evaluation: earlier in the same group (rules of a group run in order), or in another group with a ``for:``
-    of at least one evaluation (1m: groups run independently), so that one firing at the same evaluation
-    suppresses before this one fires, as analyzer/episodes.py replays them."""
+    series at the same or a lower severity (the anomaly alert, and the drift alert for the regression tiers),
+    a critical or escalated one for 3h; the anomaly alert itself always notifies. The alerts named come first
+    in Prometheus' evaluation: earlier in the same group (rules of a group run in order), or in another group
+    with a ``for:`` of at least one evaluation (1m: groups run independently), so that one firing at the same
+    evaluation suppresses before this one fires, as analyzer/episodes.py replays them."""
     assert unless_problems(name, alerts(), rule_groups()) == []
 
 
 def test_unless_convention_can_fail() -> None:
-    """Each way of breaking the convention is reported: the drift alert after the tiers that name it, an
-    `unless` on a critical alert, a drift alert without `for: 1m`, a significant alert without `unless`."""
+    """Each way of breaking the convention is reported: the drift alert after the tiers that name it, a
+    critical alert with the 6h window, a drift alert without `for: 1m`, a significant alert without `unless`,
+    an `unless` on the anomaly alert."""
     shipped, groups = alerts(), rule_groups()
 
     def changed(name: str, **fields: object) -> dict[str, dict]:
@@ -210,6 +212,9 @@ def test_unless_convention_can_fail() -> None:
     significant = shipped["PerfSentinelRegressionSignificant"]["expr"]
     assert unless_problems("PerfSentinelRegressionEscalated",
                            changed("PerfSentinelRegressionEscalated", expr=significant), groups)  # fmt: skip
+    suppression = " unless " + normalized(significant).partition(" unless ")[2]
+    anomaly = shipped["PerfSentinelAnomaly"]["expr"] + suppression
+    assert unless_problems("PerfSentinelAnomaly", changed("PerfSentinelAnomaly", expr=anomaly), groups)
     assert unless_problems("PerfSentinelDrift", changed("PerfSentinelDrift", **{"for": "0s"}), groups)
     assert unless_problems("PerfSentinelRegressionSignificant",
                            changed("PerfSentinelRegressionSignificant", expr=significant.split("unless")[0]),
@@ -227,10 +232,10 @@ def test_regression_tiers_map_to_severities_and_escalation_is_30m() -> None:
         "PerfSentinelRegressionEscalated": ("critical", "significant"),
     }
     escalated = rules["PerfSentinelRegressionEscalated"]
-    # the same condition as the significant alert without its `unless`: an escalation always notifies
+    # the same condition as the significant alert, with the critical alerts' shorter `unless`
     significant, sep, suppression = normalized(rules["PerfSentinelRegressionSignificant"]["expr"]).partition(" unless ")
     assert sep and UNLESS.search(sep + suppression), "the significant alert has an `unless` clause"
-    assert normalized(escalated["expr"]) == significant
+    assert normalized(escalated["expr"]) == significant + sep + suppression.replace("[6h])", "[3h])")
     assert parse_duration(escalated["for"]) == 1800
     assert escalated["labels"]["escalated"] == "true"
     assert all(rule["labels"]["severity"] != "critical" for name, rule in rules.items() if "Anomaly" in name)

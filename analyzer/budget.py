@@ -16,6 +16,7 @@ gets half; the drift and regression alerts, which add slow and sustained changes
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -137,12 +138,37 @@ class ScoreRecord:
         for statistic, times in self.crossings.items():
             self.crossings[statistic] = [t for t in times if t >= before * HOUR]
 
+    def to_json(self) -> str:
+        """The record as JSON (the baseline store keeps it across restarts, ``analyzer.store``)."""
+        return json.dumps({
+            "started": self.started, "latest": self.latest,
+            "maxima": {name: [(hour, _short(value)) for hour, value in sorted(hours.items())]
+                       for name, hours in self.maxima.items()},
+            "crossings": self.crossings, "above_until": self.above_until,
+        }, separators=(",", ":"))  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> ScoreRecord:
+        """A record written by ``to_json``; raises ValueError (or KeyError, TypeError) on anything else."""
+        data = json.loads(text)
+        return cls(
+            started=data["started"], latest=data["latest"],
+            maxima={name: {int(hour): float(value) for hour, value in pairs} for name, pairs in data["maxima"].items()},
+            crossings={name: [float(t) for t in times] for name, times in data["crossings"].items()},
+            above_until={name: float(t) for name, t in data["above_until"].items()},
+        )  # fmt: skip
+
     def blocks(self, statistic: str, since: float, until: float) -> Blocks:
         """The hours in [since, until) of the record."""
         hours = self.maxima.get(statistic, {})
         first, last = math.ceil(since / HOUR), math.floor(until / HOUR)
         kept = sorted(h for h in hours if first <= h < last)
         return Blocks(np.array(kept, dtype=np.int64), np.array([hours[h] for h in kept]))
+
+
+def _short(value: float) -> float:
+    """Six significant digits (a record is compared with thresholds, not summed): a third less to store."""
+    return float(f"{value:.6g}") if np.isfinite(value) else value
 
 
 def level_statistics(

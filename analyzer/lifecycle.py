@@ -28,11 +28,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from analyzer.budget import ScoreRecord
 from analyzer.config import STRATEGIES, ConfigError
 from analyzer.models.base import FittedBaseline, Reference, Seasonality, attach_reference, robust_scale
 from analyzer.scoring import anomaly_scores, gated_band
@@ -228,6 +230,28 @@ class Lifecycle:
             meta = BaselineMeta(stored.version, stored.created_at, stored.reason)
             loaded.append((stored.key, labels[stored.key], stored.baseline, meta))
         return loaded
+
+    def records(self, target: str) -> dict[str, ScoreRecord]:
+        """The stored score records of ``target``'s series (the calibration of their alert thresholds goes on
+        from them after a restart); one that no longer parses starts over."""
+        if self.store is None:
+            return {}
+        found = {}
+        for key, text in self.store.records(target).items():
+            try:
+                found[key] = ScoreRecord.from_json(text)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                log.warning("stored score record of %s %s does not parse (%s): it starts over", target, key, exc)
+        return found
+
+    def save_records(self, target: str, records: dict[str, ScoreRecord], now: float) -> None:
+        """Store the records; a failure is logged and the records stay in memory (saved again next time)."""
+        if self.store is None or not records:
+            return
+        try:
+            self.store.save_records(target, {key: record.to_json() for key, record in records.items()}, now)
+        except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: a record changed while it was written
+            log.warning("score records of target %s not saved: %s", target, exc)
 
     # ------------------------------------------------------------ refit pass
     def begin_pass(self, target: str, retention: float, now: float) -> set[str]:

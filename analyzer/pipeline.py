@@ -92,10 +92,22 @@ class Analyzer:
         self._lock = threading.Lock()
 
     def _stored_states(self, target: TargetConfig) -> dict[str, SeriesState]:
-        """Baselines from the store: scoring starts at once, refits follow at each series' slot."""
-        return {key: SeriesState(labels, baseline, "", meta=meta)
-                for key, labels, baseline, meta in self.lifecycle.load(target.name)
-                if self.shard.owns(target.name, key)}  # fmt: skip
+        """Baselines and score records from the store: scoring starts at once, refits follow at each series'
+        slot, and the alert thresholds are calibrated on the record as it was before the restart."""
+        records = self.lifecycle.records(target.name)
+        states = {}
+        for key, labels, baseline, meta in self.lifecycle.load(target.name):
+            if self.shard.owns(target.name, key):
+                record = records.get(key) or budget.ScoreRecord()
+                states[key] = SeriesState(labels, baseline, "", meta=meta, record=record)
+        return states
+
+    def save_records(self) -> None:
+        """Store every series' score record (at shutdown; refits store the records of the series they refit)."""
+        with self._lock:
+            states = {name: dict(by_key) for name, by_key in self.states.items()}
+        for name, by_key in states.items():
+            self.lifecycle.save_records(name, {key: state.record for key, state in by_key.items()}, self.clock())
 
     # ------------------------------------------------------------ refit
     def refit(self, now: float | None = None) -> None:
@@ -145,6 +157,8 @@ class Analyzer:
             self._learn_history(states[outcome.key], histories[outcome.key], target)
         with self._lock:
             self.states[target.name] = states
+        # each series' record is stored once per refit interval, at its refit
+        self.lifecycle.save_records(target.name, {key: states[key].record for key in histories}, now)
 
     def _carried(self, target: TargetConfig, series: Series, previous: SeriesState | None) -> SeriesState:
         """The series' state from the last pass (baseline, verdict), switched to a version pinned from the CLI."""

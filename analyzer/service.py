@@ -5,7 +5,7 @@ the previous one is still going is skipped and counted (``perfsentinel_runs_tota
 The refit pass runs first at start, then ``REFIT_SLICES`` times per ``refit_every``; each pass refits only the
 series whose slot in the interval came up (analyzer.lifecycle), so fits spread over the interval and a restart
 with stored baselines does not refit everything at once. Scoring runs every ``score_every``. SIGTERM/SIGINT stop
-the scheduler, cancel queued fits and return.
+the scheduler, cancel queued fits, store the series' score records and return.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ class Service:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         self.analyzer.pool.close(kill=True)
+        self.analyzer.save_records()  # what was scored since each series' last refit
         self.stopped.set()
 
     def run_until_signalled(self) -> None:

@@ -2,7 +2,9 @@
 
 What it keeps per series (``target`` + series key): every adopted baseline version with its model, parameters,
 fitted state, training window, data fingerprint, fit quality, creation time and reason; the flagged periods that
-are masked out of training until accepted; a pending action from the CLI (accept, reset) and a pinned version.
+are masked out of training until accepted; a pending action from the CLI (accept, reset) and a pinned version;
+the record of the statistics the series exported (``analyzer.budget.ScoreRecord``, zlib-compressed JSON), which
+its alert thresholds are calibrated from, so a restart does not start the calibration over.
 
 Serialisation of a fitted baseline: JSON (zlib-compressed) of its dataclass fields, numpy arrays as base64
 little-endian float64/int64, plus the class name. Not pickle, because a pickle is tied to module paths and
@@ -55,6 +57,9 @@ CREATE TABLE IF NOT EXISTS flags (
   target TEXT NOT NULL, key TEXT NOT NULL, start REAL NOT NULL, end REAL NOT NULL, kind TEXT NOT NULL,
   accepted_at REAL, note TEXT NOT NULL DEFAULT '');
 CREATE INDEX IF NOT EXISTS flags_series ON flags (target, key);
+CREATE TABLE IF NOT EXISTS records (
+  target TEXT NOT NULL, key TEXT NOT NULL, record BLOB NOT NULL, saved_at REAL NOT NULL,
+  PRIMARY KEY (target, key));
 """
 
 
@@ -265,6 +270,7 @@ class BaselineStore:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM baselines WHERE target = ? AND key = ?", (target, key))
             self.db.execute("DELETE FROM flags WHERE target = ? AND key = ?", (target, key))
+            self.db.execute("DELETE FROM records WHERE target = ? AND key = ?", (target, key))
             if keep_series:
                 self.db.execute("UPDATE series SET pinned_version = NULL, pending_action = NULL, pending_note = '', "
                                 "pending_at = NULL WHERE target = ? AND key = ?", (target, key))  # fmt: skip
@@ -340,6 +346,24 @@ class BaselineStore:
             self.db.execute("DELETE FROM flags WHERE target = ? AND key = ?", (target, key))
             rows = [(target, key, f.start, f.end, f.kind, f.accepted_at, f.note) for f in flags]
             self.db.executemany("INSERT INTO flags VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    # ------------------------------------------------------------ score records
+    def save_records(self, target: str, records: dict[str, str], saved_at: float) -> None:
+        """Keep each series' record (``ScoreRecord.to_json``), replacing the one stored before."""
+        rows = [(target, key, zlib.compress(text.encode(), 6), saved_at) for key, text in records.items()]
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", rows)
+
+    def records(self, target: str) -> dict[str, str]:
+        """The stored records of ``target``'s series, as JSON text (a row that does not decompress is left out)."""
+        found = {}
+        for key, blob in self.db.execute("SELECT key, record FROM records WHERE target = ?", (target,)):
+            try:
+                found[key] = zlib.decompress(blob).decode()
+            except (zlib.error, UnicodeDecodeError) as exc:
+                log.warning("stored score record of %s %s is unreadable (%s): it starts over", target, key, exc)
+        return found
 
     # ------------------------------------------------------------ actions from the CLI
     def request(self, target: str, key: str, action: str, note: str, at: float) -> None:

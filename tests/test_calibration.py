@@ -138,6 +138,26 @@ def test_crossings_count_new_episodes_against_the_thresholds_in_force() -> None:
     assert budget.ScoreRecord().crossings_per_day("anomaly") is None
 
 
+def test_the_record_round_trips_through_json_as_the_store_keeps_it() -> None:
+    record = budget.ScoreRecord()
+    thresholds = {"anomaly": 3.0, "drift": 2.0, "regression": 10.0}
+    rng = np.random.default_rng(2)
+    for minute in range(0, 3 * 24 * 60, 5):
+        anomaly = float(rng.exponential(1.0))
+        record.add(minute * 60.0, {"anomaly": anomaly, "drift": None, "regression": -np.inf}, thresholds)
+    again = budget.ScoreRecord.from_json(record.to_json())
+    assert (again.started, again.latest) == (record.started, record.latest)
+    assert again.crossings == record.crossings and again.crossings["anomaly"]
+    assert again.above_until == record.above_until
+    assert again.crossings_per_day("anomaly") == record.crossings_per_day("anomaly")
+    for statistic in budget.STATISTICS:  # hours and -inf kept; maxima to six significant digits
+        kept, original = again.blocks(statistic, 0.0, 4 * DAY), record.blocks(statistic, 0.0, 4 * DAY)
+        assert kept.hours.tolist() == original.hours.tolist()
+        assert kept.maxima == pytest.approx(original.maxima, rel=1e-5)
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        budget.ScoreRecord.from_json('{"started": 1}')
+
+
 def test_thresholds_come_from_the_record_where_it_reaches_and_leave_out_the_recent_window() -> None:
     """A baseline scoring its history well (in-sample: quiet) beside a record of frequent out-of-sample
     excursions: the record sets the threshold; excursions in the last regression window do not count."""

@@ -222,10 +222,35 @@ def test_restart_scores_from_stored_baselines_without_refitting(start_prometheus
         assert result.status == "ok"
         assert result.expected == pytest.approx(before[labels].expected)
         assert result.baseline_version == 1 and result.baseline_age_seconds == pytest.approx(60.0)
+    # the score records (what the alert thresholds are calibrated from) come back as they were at the stop
+    first.save_records()
+    kept = Analyzer(config, PrometheusReader(config.prometheus), pool=FitPool(1))
+    for key, state in first.states["latency"].items():
+        record = kept.states["latency"][key].record
+        assert state.record.latest is not None and record.latest == state.record.latest
+        assert record.started == state.record.started and record.maxima.keys() == state.record.maxima.keys()
+        for statistic, hours in state.record.maxima.items():  # six significant digits kept
+            assert record.maxima[statistic] == pytest.approx(hours, rel=1e-5)
     # the first refit pass after a restart fits only the series whose slot in the interval came up meanwhile
     restarted.refit(now + 120)
     slots = [slot_fraction("latency", key) * 3600.0 for key in (f'{{service="s{i}"}}' for i in range(3))]
     assert telemetry.fits == sum(1 for slot in slots if (now - slot) % 3600.0 > (now + 120 - slot) % 3600.0)
+
+
+def test_score_records_are_kept_replaced_forgotten_with_their_series_and_an_unreadable_one_skipped(tmp_path):
+    store = BaselineStore(tmp_path / STORE_FILE)
+    store.touch_series("latency", KEY, {"service": "checkout"}, 1000.0)
+    store.save_records("latency", {KEY: '{"a": 1}', "other": '{"b": 2}'}, 1000.0)
+    store.save_records("latency", {KEY: '{"a": 3}'}, 2000.0)
+    assert store.records("latency") == {KEY: '{"a": 3}', "other": '{"b": 2}'}
+    assert store.records("errors") == {}
+    store.db.execute("UPDATE records SET record = ? WHERE key = 'other'", (b"not zlib",))
+    assert store.records("latency") == {KEY: '{"a": 3}'}  # the unreadable one starts over, the rest loads
+    store.reset("latency", KEY)
+    assert KEY not in store.records("latency")
+    lifecycle = Lifecycle(store)
+    store.save_records("latency", {KEY: "[1, 2]"}, 3000.0)  # JSON, but not a record
+    assert lifecycle.records("latency") == {}
 
 
 def test_baseline_families_are_promtool_clean_and_rename_clashing_labels(tmp_path):

@@ -139,21 +139,27 @@ class ScoreRecord:
             self.crossings[statistic] = [t for t in times if t >= before * HOUR]
 
     def to_json(self) -> str:
-        """The record as JSON (the baseline store keeps it across restarts, ``analyzer.store``)."""
-        return json.dumps({
-            "started": self.started, "latest": self.latest,
-            "maxima": {name: [(hour, _short(value)) for hour, value in sorted(hours.items())]
-                       for name, hours in self.maxima.items()},
-            "crossings": self.crossings, "above_until": self.above_until,
-        }, separators=(",", ":"))  # fmt: skip
+        """The record as JSON (the baseline store keeps it across restarts, ``analyzer.store``): per statistic
+        its hours and their maxima as text with six significant digits (compared with thresholds, never summed;
+        "-inf" for an hour observed without the statistic)."""
+        maxima = {}
+        for name, hours in self.maxima.items():
+            keys = np.fromiter(hours.keys(), dtype=np.int64, count=len(hours))
+            values = np.fromiter(hours.values(), dtype=np.float64, count=len(hours))
+            order = np.argsort(keys)
+            maxima[name] = {"hours": keys[order].tolist(), "values": np.char.mod("%.6g", values[order]).tolist()}
+        document = {"started": self.started, "latest": self.latest, "maxima": maxima, "crossings": self.crossings,
+                    "above_until": self.above_until}  # fmt: skip
+        return json.dumps(document, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> ScoreRecord:
         """A record written by ``to_json``; raises ValueError (or KeyError, TypeError) on anything else."""
         data = json.loads(text)
+        maxima = {name: dict(zip(map(int, kept["hours"]), map(float, kept["values"]), strict=True))
+                  for name, kept in data["maxima"].items()}  # fmt: skip
         return cls(
-            started=data["started"], latest=data["latest"],
-            maxima={name: {int(hour): float(value) for hour, value in pairs} for name, pairs in data["maxima"].items()},
+            started=data["started"], latest=data["latest"], maxima=maxima,
             crossings={name: [float(t) for t in times] for name, times in data["crossings"].items()},
             above_until={name: float(t) for name, t in data["above_until"].items()},
         )  # fmt: skip
@@ -164,11 +170,6 @@ class ScoreRecord:
         first, last = math.ceil(since / HOUR), math.floor(until / HOUR)
         kept = sorted(h for h in hours if first <= h < last)
         return Blocks(np.array(kept, dtype=np.int64), np.array([hours[h] for h in kept]))
-
-
-def _short(value: float) -> float:
-    """Six significant digits (a record is compared with thresholds, not summed): a third less to store."""
-    return float(f"{value:.6g}") if np.isfinite(value) else value
 
 
 def level_statistics(

@@ -10,6 +10,8 @@
   the text /metrics serves, rendered once per analysis;
 - reference residuals for the verdicts (``attach_reference``, after each fit) at 5 minutes, 1 minute and 10 s,
   where the last two are thinned to 1,000 residuals with block medians;
+- the score records of 1,000 series (16 days of hourly maxima each, what the alert thresholds are calibrated
+  from) written to and read from the baseline store, as each refit and each start do;
 - peak RSS of this process and of the pool's workers.
 """
 
@@ -17,10 +19,13 @@ from __future__ import annotations
 
 import argparse
 import resource
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
+from analyzer.budget import ScoreRecord
 from analyzer.config import build_target
 from analyzer.fitting import FitPool, FitRequest, default_workers, fit_one
 from analyzer.models import FitContext, get_model
@@ -28,6 +33,7 @@ from analyzer.models.base import attach_reference
 from analyzer.pipeline import Analyzer, SeriesState
 from analyzer.results import OK, SeriesResult, Snapshot
 from analyzer.series import Series
+from analyzer.store import BaselineStore
 from analyzer.synthetic import generate
 from analyzer.telemetry import NullTelemetry
 from exporter.families import LabelCache
@@ -131,6 +137,32 @@ def bench_reference(step: float, repeats: int = 20) -> float:
     return (time.perf_counter() - started) / repeats
 
 
+def full_record(seed: int) -> ScoreRecord:
+    """A record as a 5-minute series leaves it after 16 days: three statistics, every hour observed."""
+    rng = np.random.default_rng(seed)
+    record = ScoreRecord()
+    for minute in range(0, 16 * 24 * 60, 5):
+        values = {"anomaly": rng.exponential(), "drift": rng.normal(), "regression": -np.inf}
+        record.add(minute * 60.0, values, {"anomaly": 3.0, "drift": 2.0, "regression": 10.0})
+    return record
+
+
+def bench_records(count: int = 1000) -> tuple[float, float, float]:
+    """Milliseconds per series to store (JSON, compression, SQLite) and to load a record, and KB stored."""
+    records = {f"s{i}": full_record(i % 10) for i in range(count)}
+    with tempfile.TemporaryDirectory() as folder:
+        store = BaselineStore(Path(folder) / "baselines.sqlite")
+        started = time.perf_counter()
+        store.save_records("t", {key: record.to_json() for key, record in records.items()}, 0.0)
+        saved = time.perf_counter()
+        loaded = [ScoreRecord.from_json(text) for text in store.records("t").values()]
+        read = time.perf_counter()
+        size = store.db.execute("SELECT sum(length(record)) FROM records").fetchone()[0]
+        store.close()
+    assert len(loaded) == count
+    return 1000 * (saved - started) / count, 1000 * (read - saved) / count, size / count / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=100, help="series per model for the fit figures")
@@ -153,6 +185,8 @@ def main() -> None:
     print("reference residuals after a fit (3 days): " + ", ".join(
         f"{label} {1000 * bench_reference(step):.1f} ms" for label, step in (("5 min", 300.0), ("1 min", 60.0),
                                                                            ("10 s", 10.0))))  # fmt: skip
+    save_ms, load_ms, kilobytes = bench_records()
+    print(f"score record per series: store {save_ms:.2f} ms, load {load_ms:.2f} ms, {kilobytes:.1f} KB stored")
     per_series = series_per_exposed()
     print(
         f"\nexposition render ({per_series:.0f} time series per analyzed series; steady = each later analysis, "

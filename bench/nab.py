@@ -187,8 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, help="reuse a backtest output folder instead of running one")
     parser.add_argument("--output", type=Path, help="where the backtest writes (default: a temporary folder)")
     parser.add_argument("--resample", help="score the corpus averaged to this step (pandas rule: 15min, 1h)")
-    parser.add_argument("--config", type=Path, help="backtest with this config's first target (default: defaults)")
-    parser.add_argument(
+    settings = parser.add_mutually_exclusive_group()
+    settings.add_argument("--config", type=Path, help="backtest with this config's first target (default: defaults)")
+    settings.add_argument(
         "--set",
         action="append",
         default=[],

@@ -16,12 +16,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from analyzer.detection.stats import TESTS, SeverityThresholds
 from analyzer.durations import parse_duration
 from analyzer.models.prophet import ProphetOptions
-from analyzer.stats import TESTS, SeverityThresholds
 
 DEFAULT_LISTEN = "0.0.0.0:9977"
-STRATEGIES = ("manual", "time_based", "on_improvement", "on_drift", "adaptive")  # see analyzer.lifecycle
+STRATEGIES = ("manual", "time_based", "on_improvement", "on_drift", "adaptive")  # see analyzer.state.lifecycle
 DIRECTIONS = ("lower_is_better", "higher_is_better", "both")
 KIND_DIRECTIONS = {
     "latency": "lower_is_better",
@@ -332,7 +332,7 @@ class TargetConfig:
     persistence: int = 3
     fdr: float = 0.0001
     split_correction: bool = False
-    max_notifications_per_day: float = 0.1  # per series, all alerts together (analyzer.budget)
+    max_notifications_per_day: float = 0.1  # per series, all alerts together (analyzer.detection.budget)
     severity: SeverityThresholds = SeverityThresholds()
     events_query: str | None = None
     update_strategy: str = "adaptive"

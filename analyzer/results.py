@@ -10,7 +10,7 @@ INSUFFICIENT_DATA = "insufficient_data"
 ERROR = "error"
 STATUSES = (OK, INSUFFICIENT_DATA, ERROR)
 
-# reasons besides the data checks in analyzer.quality
+# reasons besides the data checks in analyzer.models.quality
 PENDING = "pending"  # seen, no baseline fitted yet
 STALE = "stale"  # baseline exists, but no sample inside the score lookback
 FIT_FAILED = "fit_failed"
@@ -33,7 +33,7 @@ class SeriesResult:
     model: str | None = None
     seasonality: str | None = None
     note: str = ""
-    # regression verdict (analyzer.regression); None when not evaluated
+    # regression verdict (analyzer.detection.regression); None when not evaluated
     drift_score: float | None = None
     verdict: str | None = None  # none | potential | minor | significant | critical | insufficient_data
     severity: int | None = None  # 0 none/potential, 1 minor, 2 significant, 3 critical
@@ -50,7 +50,7 @@ class SeriesResult:
     trend: str | None = None  # improving | stable | degrading | volatile
     trend_p_value: float | None = None
     projected_change_pct: float | None = None  # over the next day, worse-signed
-    # calibrated alert thresholds (analyzer.budget), None without a baseline; and how often each statistic
+    # calibrated alert thresholds (analyzer.detection.budget), None without a baseline; and how often each statistic
     # crossed the threshold in force over the last 14 days (None in the first day of the record)
     anomaly_threshold: float | None = None
     drift_threshold: float | None = None
@@ -58,7 +58,7 @@ class SeriesResult:
     anomaly_crossings_per_day: float | None = None
     drift_crossings_per_day: float | None = None
     regression_crossings_per_day: float | None = None
-    # the baseline scored against (analyzer.lifecycle); None without a baseline
+    # the baseline scored against (analyzer.state.lifecycle); None without a baseline
     baseline_version: int | None = None
     baseline_age_seconds: float | None = None
     baseline_reason: str | None = None  # initial | refresh | scheduled | improvement | accepted | reset

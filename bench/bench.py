@@ -25,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.budget import ScoreRecord
 from analyzer.config import build_target
-from analyzer.fitting import FitPool, FitRequest, default_workers, fit_one
+from analyzer.detection.budget import ScoreRecord
+from analyzer.detection.reference import attach_reference
 from analyzer.models import FitContext, get_model
-from analyzer.models.base import attach_reference
-from analyzer.pipeline import Analyzer, SeriesState
+from analyzer.models.fitting import FitPool, FitRequest, default_workers, fit_one
 from analyzer.results import OK, SeriesResult, Snapshot
 from analyzer.series import Series
-from analyzer.store import BaselineStore
+from analyzer.service.pipeline import Analyzer, SeriesState
+from analyzer.state.store import BaselineStore
 from analyzer.synthetic import generate
 from analyzer.telemetry import NullTelemetry
 from exporter.families import LabelCache

@@ -4,7 +4,7 @@
     python bench/budget.py --step 3600 --series 6     # hourly data, 28 days
 
 Each series is written as a ``timestamp,value`` CSV and replayed with the ``perfsentinel backtest`` path
-in-process (``analyzer.backtest.read_input`` and ``backtest``, the CLI's default target, timezone and refit
+in-process (``analyzer.commands.backtest.read_input`` and ``backtest``, the CLI's default target, timezone and refit
 cadence); its ``alert`` column marks the rows where a shipped alerting rule starts a notification. Only rows
 with a fitted baseline (finite ``expected``) count. The first week of scoring is reported apart ("first week":
 the record that calibrates the thresholds is still short, and the part it does not cover is filled with
@@ -35,10 +35,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyzer import episodes
-from analyzer.backtest import RULE_EVALUATION_INTERVAL, backtest, read_input
-from analyzer.cli import backtest_target
-from analyzer.fitting import FitPool
+from analyzer.commands.backtest import RULE_EVALUATION_INTERVAL, backtest, read_input
+from analyzer.commands.cli import backtest_target
+from analyzer.detection import episodes
+from analyzer.models.fitting import FitPool
 
 DAY = 86400.0
 START = pd.Timestamp("2024-01-01T00:00:00Z").timestamp()  # a Monday

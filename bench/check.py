@@ -25,15 +25,15 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from analyzer.check import Checker
-from analyzer.checkcmd import check_options
-from analyzer.cli import parser
+from analyzer.commands.cli import parser
 from analyzer.config import load_config
-from analyzer.fitting import FitPool
-from analyzer.localprom import BackfillSeries, LocalPrometheus
-from analyzer.reader import PrometheusReader
-from analyzer.reports import write_reports
-from analyzer.reports.build import from_check
+from analyzer.gate.check import Checker
+from analyzer.gate.checkcmd import check_options
+from analyzer.gate.reports import write_reports
+from analyzer.gate.reports.build import from_check
+from analyzer.models.fitting import FitPool
+from analyzer.prometheus.localprom import BackfillSeries, LocalPrometheus
+from analyzer.prometheus.reader import PrometheusReader
 
 END = 1_767_571_200.0  # 2026-01-05 00:00 UTC
 HISTORY, HISTORY_STEP, RECENT_STEP = 7 * 86400, 300.0, 15.0

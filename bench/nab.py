@@ -14,7 +14,7 @@ It prints:
 
 * the NAB table (standard / low-FP / low-FN, window precision / recall / F1, false-positive rows, notifications
   per series-day) for the backtest's ``alert`` column (every shipped per-series rule), and for the anomaly, the
-  regression and the drift rules alone (``analyzer.episodes`` on the same output);
+  regression and the drift rules alone (``analyzer.detection.episodes`` on the same output);
 * per category, the standard score of all rules beside the anomaly rule alone (the rules never subtract when
   the first is at least the second);
 * variants of the rules on the same output (no recalibration): without the ``unless`` that keeps drift and
@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from analyzer import episodes
-from analyzer.backtest import RULE_EVALUATION_INTERVAL
-from analyzer.episodes import SHIPPED_RULES, AlertRule
+from analyzer.commands.backtest import RULE_EVALUATION_INTERVAL
+from analyzer.detection import episodes
+from analyzer.detection.episodes import SHIPPED_RULES, AlertRule
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -91,7 +91,7 @@ def window_rows(index: pd.DatetimeIndex, start: str, end: str, rule: str) -> lis
 
 def run_backtest(data: Path, output: Path, config: Path | None = None) -> float:
     started = time.monotonic()
-    command = [sys.executable, "-m", "analyzer.cli", "backtest", "--input", str(data), "--output", str(output)]
+    command = [sys.executable, "-m", "analyzer", "backtest", "--input", str(data), "--output", str(output)]
     command += ["--config", str(config)] if config else []
     subprocess.run(command, check=True)
     return time.monotonic() - started
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     shipped = notified(frames, SHIPPED_RULES)
     if all("alert" in f for f in frames.values()):
         mismatched = [rel for rel, f in frames.items() if not np.array_equal(f["alert"].to_numpy(), shipped[rel])]
-        print(f"alert column == analyzer.episodes over the shipped rules: {mismatched or 'yes'}")
+        print(f"alert column == analyzer.detection.episodes over the shipped rules: {mismatched or 'yes'}")
     days = scored_days(frames)
     print(f"{len(corpus)} files, {scorer.scorable_windows(corpus)} scorable windows, "
           f"{sum(info.n for info in corpus.values())} rows, {days:.0f} scored series-days\n")  # fmt: skip

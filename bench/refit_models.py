@@ -23,10 +23,10 @@ from pathlib import Path
 # this file is named prophet.py: keep its folder off the path, or ``import prophet`` would find it
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from analyzer.fitting import FitPool, FitRequest  # noqa: E402
 from analyzer.models import FitContext  # noqa: E402
+from analyzer.models.fitting import FitPool, FitRequest  # noqa: E402
 from analyzer.models.prophet import ProphetOptions  # noqa: E402
-from analyzer.store import BaselineStore  # noqa: E402
+from analyzer.state.store import BaselineStore  # noqa: E402
 from analyzer.synthetic import generate, inject_step  # noqa: E402
 from analyzer.telemetry import NullTelemetry  # noqa: E402
 

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analyzer import regression
-from analyzer.backtest import Replay, verdict_columns
+from analyzer.commands.backtest import Replay, verdict_columns
 from analyzer.config import TargetConfig, build_target
-from analyzer.fitting import FitRequest, fit_one
+from analyzer.detection import regression
+from analyzer.detection.reference import attach_reference
+from analyzer.detection.stats import severity_for
 from analyzer.models import FitContext
-from analyzer.models.base import FittedBaseline, attach_reference
-from analyzer.stats import severity_for
+from analyzer.models.base import FittedBaseline
+from analyzer.models.fitting import FitRequest, fit_one
 from analyzer.synthetic import generate, inject_drift, inject_gap, inject_spike, inject_step
 
 STEP = 300.0
@@ -102,7 +103,7 @@ class Run:
 
     times: np.ndarray
     ratio: np.ndarray  # value / expected, the peers' input
-    frame: pd.DataFrame  # verdict columns of analyzer.backtest
+    frame: pd.DataFrame  # verdict columns of analyzer.commands.backtest
 
 
 def bench_target(case: Case, target_overrides: dict | None = None) -> TargetConfig:

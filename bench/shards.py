@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from analyzer.config import build_config
-from analyzer.fitting import FitPool
-from analyzer.localprom import BackfillSeries, LocalPrometheus
-from analyzer.pipeline import Analyzer
-from analyzer.reader import PrometheusReader
-from analyzer.sharding import Shard
+from analyzer.models.fitting import FitPool
+from analyzer.prometheus.localprom import BackfillSeries, LocalPrometheus
+from analyzer.prometheus.reader import PrometheusReader
+from analyzer.service.pipeline import Analyzer
+from analyzer.service.sharding import Shard
 from analyzer.synthetic import generate
 
 STEP = 300.0

@@ -15,8 +15,8 @@ import argparse
 
 import numpy as np
 
+from analyzer.detection.scoring import anomaly_scores
 from analyzer.models import FitContext, FittedBaseline, get_model
-from analyzer.scoring import anomaly_scores
 from analyzer.synthetic import DAY, SyntheticSeries, generate, missing_in_holes
 
 RATIOS = (0.0, 0.5, 0.7, 0.8, 0.9)

@@ -38,8 +38,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from analyzer.demo import SERVICES
-from analyzer.localprom import BackfillSeries, write_openmetrics
+from analyzer.commands.demo import SERVICES
+from analyzer.prometheus.localprom import BackfillSeries, write_openmetrics
 from analyzer.synthetic import generate, seasonal_signal
 from exporter.server import QuietHandler
 
@@ -62,7 +62,7 @@ SHAPES = {
 
 
 def level(service: str, metric: str) -> float:
-    """The mean level: latency from analyzer.demo.SERVICES, throughput falling with the service's rank."""
+    """The mean level: latency from analyzer.commands.demo.SERVICES, throughput falling with the service's rank."""
     rank = list(SERVICES).index(service)
     return {"latency": SERVICES[service], "throughput": 200.0 / (rank + 1), "errors": 0.01}[metric]
 

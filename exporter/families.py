@@ -208,18 +208,3 @@ def summary_families(snapshot: Snapshot) -> list[Family]:
     completed = Family(PREFIX + "last_analysis_timestamp_seconds", "Unix time the published analysis completed.")
     completed.add("", snapshot.completed_at)
     return [counts, up, completed]
-
-
-def snapshot_families(snapshot: Snapshot, cache: LabelCache | None = None) -> list[Family]:
-    """All families of one analysis; pass the same ``cache`` for every analysis to reuse rendered label sets."""
-    from exporter.baselines import baseline_families  # it builds on this module's helpers
-
-    cache = cache or LabelCache()
-    bodies = series_bodies(snapshot.results, cache)
-    families = [
-        *series_families(snapshot.results, bodies),
-        *baseline_families(snapshot.results, bodies, cache),
-        *summary_families(snapshot),
-    ]
-    cache.next_analysis()
-    return families

@@ -11,8 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from analyzer.results import Snapshot
-from exporter.families import LabelCache, snapshot_families
+from exporter.families import LabelCache
 from exporter.selfmetrics import SelfMetrics
+from exporter.snapshot import snapshot_families
 from exporter.text import render
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.localprom import BackfillSeries, LocalPrometheus
+from analyzer.prometheus.localprom import BackfillSeries, LocalPrometheus
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"

@@ -95,7 +95,7 @@ def _self_metric_names() -> set[str]:
 
 def _analysis_metric_names() -> set[str]:
     from analyzer.results import Snapshot
-    from exporter.families import snapshot_families
+    from exporter.snapshot import snapshot_families
 
     return {family.name for family in snapshot_families(Snapshot(completed_at=0.0))}
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 import yaml
 
-from analyzer.localprom import free_port, wait_http
+from analyzer.prometheus.localprom import free_port, wait_http
 from tests.conftest import REPO, require_tools
 
 CONFIG = REPO / "rules" / "alertmanager.yml"

@@ -19,7 +19,7 @@ def write_input(path: Path, timestamps: np.ndarray, values: np.ndarray) -> Path:
 
 
 def backtest(source: Path, output: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "analyzer.cli", "backtest", "--input", str(source), "--output",
+    return subprocess.run([sys.executable, "-m", "analyzer", "backtest", "--input", str(source), "--output",
                            str(output), "--refit-every", "6h", "--workers", "1", *extra],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
@@ -39,7 +39,8 @@ def test_backtest_is_causal_and_flags_an_injected_step(tmp_path):
     assert (out["anomaly_score"][after][:12] > 1).all()  # the first hour of the step
     before = ~after & ~early
     assert (out["anomaly_score"][before] > 1).mean() < 0.01
-    # alert: the notifications of the shipped rules (analyzer.episodes): the step notifies within its first hour
+    # alert: the notifications of the shipped rules (analyzer.detection.episodes): the step notifies within its
+    # first hour
     assert out.columns[-1] == "alert" and set(out["alert"]) <= {0, 1}
     assert out["alert"][after][:12].any()
     assert out["alert"][before].sum() <= 1

@@ -1,4 +1,5 @@
-"""Notification budget (analyzer.calibration, analyzer.budget) on generated data with known ground truth: the
+"""Notification budget (analyzer.detection.calibration, analyzer.detection.budget) on generated data with known
+ground truth: the
 threshold arithmetic, the per-series record, and the pages of the shipped rules (the backtest's alert column)
 on null series and on steps."""
 
@@ -10,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzer import budget, calibration
-from analyzer.backtest import backtest, read_input
-from analyzer.calibration import Blocks
+from analyzer.commands.backtest import backtest, read_input
 from analyzer.config import build_target
-from analyzer.fitting import FitPool
+from analyzer.detection import budget, calibration
+from analyzer.detection.calibration import Blocks
+from analyzer.models.fitting import FitPool
 from analyzer.synthetic import generate, inject_step
 
 DAY = 86400.0

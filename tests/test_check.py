@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import yaml
 
-from analyzer.cli import main
-from analyzer.localprom import BackfillSeries, LocalPrometheus, free_port
+from analyzer.commands.cli import main
+from analyzer.prometheus.localprom import BackfillSeries, LocalPrometheus, free_port
 from analyzer.synthetic import generate, inject_step
 from tests.conftest import require_tools
 
@@ -278,9 +278,9 @@ def test_unknown_fail_on_tier_is_rejected_by_argparse(tmp_path):
 def test_stored_mode_uses_the_active_baseline_of_the_store(prometheus, tmp_path):
     """A baseline in the service's store wins over fitting: /a's stored baseline expects 30% less than /a
     really has, so /a fails against it; /b has none in the store and is fitted here as before."""
+    from analyzer.detection.reference import attach_reference
     from analyzer.models import FitContext, get_model
-    from analyzer.models.base import attach_reference
-    from analyzer.store import BaselineStore
+    from analyzer.state.store import BaselineStore
 
     source = _series("seasonal_latency_seconds", {"route": "/a"}, 8, amplitude=0.3)
     history = source.timestamps < END - 3600
@@ -323,7 +323,7 @@ def test_shifted_baseline_windows_keep_a_daily_cycle_from_passing_for_a_regressi
 
 
 def test_baseline_window_parsing():
-    from analyzer.timewindows import parse_baseline_windows, parse_window
+    from analyzer.gate.timewindows import parse_baseline_windows, parse_window
 
     candidate = parse_window("now-1h:now", END)
     shifted = parse_baseline_windows("shift:1d,7d", END, candidate)
@@ -343,8 +343,8 @@ def test_baseline_overlapping_the_candidate_is_a_usage_error(tmp_path):
 
 
 def test_exit_code_precedence_is_usage_then_regression_then_undecided():
-    from analyzer.check import FAIL, UNDECIDED, CheckOptions, CheckResult, SeriesCheck, TargetError, exit_code
-    from analyzer.timewindows import parse_window
+    from analyzer.gate.check import FAIL, UNDECIDED, CheckOptions, CheckResult, SeriesCheck, TargetError, exit_code
+    from analyzer.gate.timewindows import parse_window
 
     def result(verdicts: list[str], errors: list[str], policy: str = "fail") -> int:
         options = CheckOptions("window", parse_window("now-1h:now", END), undecided=policy)
@@ -361,7 +361,7 @@ def test_exit_code_precedence_is_usage_then_regression_then_undecided():
 
 
 def test_baseline_level_for_mostly_zero_and_all_zero_baselines():
-    from analyzer.check import baseline_level
+    from analyzer.gate.check import baseline_level
 
     assert baseline_level(np.array([0.2, 0.3, 0.25])) == 0.25
     assert baseline_level(np.array([0.0, 0.0, 0.0, 0.4])) == pytest.approx(0.1)  # error rate: mean magnitude
@@ -369,7 +369,7 @@ def test_baseline_level_for_mostly_zero_and_all_zero_baselines():
 
 
 def test_selector_injection_covers_aggregations_ranges_and_grouping():
-    from analyzer.selectors import inject_matchers, parse_matchers
+    from analyzer.prometheus.selectors import inject_matchers, parse_matchers
 
     version = parse_matchers('version="1.5.0"')
     query = 'histogram_quantile(0.95, sum by (le) (rate(http_seconds_bucket{job="api"}[5m]))) / on() group_left up'

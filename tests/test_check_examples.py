@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzer.cli import parser
+from analyzer.commands.cli import parser
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -26,7 +26,7 @@ import requests
 import yaml
 
 from analyzer.config import DEFAULT_LISTEN, load_config
-from analyzer.localprom import LocalPrometheus, backfill, free_port, wait_http, write_openmetrics
+from analyzer.prometheus.localprom import LocalPrometheus, backfill, free_port, wait_http, write_openmetrics
 from analyzer.synthetic import seasonal_signal
 
 REPO = Path(__file__).resolve().parent.parent
@@ -233,8 +233,8 @@ def test_image_runs_non_root_with_a_state_volume_health_check_and_no_build_tools
 def test_build_context_holds_every_package_the_image_installs() -> None:
     allowed = {line[1:].rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()
                if line.startswith("!")}  # fmt: skip
-    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    assert {p.split(".")[0] for p in packages} <= allowed
+    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert {p.split(".")[0] for p in packages["include"]} <= allowed
     assert {"pyproject.toml", "README.md"} <= allowed
     copied = set(re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), re.M))
     assert {word for line in copied for word in line.split()} <= allowed

@@ -109,7 +109,7 @@ def test_prometheus_url_override():
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "analyzer.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "analyzer", *args], capture_output=True, text=True)
 
 
 def test_validate_config_command_exit_codes(tmp_path: Path):

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from analyzer.cli import parser
+from analyzer.commands.cli import parser
 from analyzer.config import ConfigError, build_config
 from analyzer.results import OK, SeriesResult, Snapshot, TargetOutcome
 from exporter.selfmetrics import SelfMetrics

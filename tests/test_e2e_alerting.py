@@ -39,7 +39,7 @@ import requests
 import yaml
 
 from analyzer.durations import parse_duration
-from analyzer.localprom import BackfillSeries, free_port, require_binary, wait_http
+from analyzer.prometheus.localprom import BackfillSeries, free_port, require_binary, wait_http
 from analyzer.synthetic import generate, inject_step, seasonal_signal
 from tests.conftest import REPO, require_tools
 from tests.dashboard_queries import (
@@ -352,7 +352,7 @@ def stack(tmp_path: Path, start_prometheus, webhook: Webhook, source: SourceExpo
             )
         )
         processes.append(start_process(
-            [sys.executable, "-m", "analyzer.cli", "run", "--config", str(config_path),
+            [sys.executable, "-m", "analyzer", "run", "--config", str(config_path),
              "--listen", f"127.0.0.1:{analyzer_port}"],
             tmp_path / "analyzer.log", f"http://127.0.0.1:{analyzer_port}/readyz", 120))  # fmt: skip
         yield {

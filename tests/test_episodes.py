@@ -1,4 +1,5 @@
-"""analyzer.episodes: Prometheus alert-rule semantics (for, keep_firing_for, calibrated thresholds, `unless` after
+"""analyzer.detection.episodes: Prometheus alert-rule semantics (for, keep_firing_for, calibrated thresholds,
+`unless` after
 another alert of the series, rows held for several evaluations) on generated series, and agreement with the
 shipped rule files under ``promtool test rules``."""
 
@@ -12,9 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
-from analyzer import episodes
+from analyzer.detection import episodes
+from analyzer.detection.episodes import AlertRule, AtLeast, Exceeds, Unless
 from analyzer.durations import parse_duration
-from analyzer.episodes import AlertRule, AtLeast, Exceeds, Unless
 from tests.conftest import REPO, require_tools
 from tests.dashboard_queries import exported_metric_names
 

@@ -4,9 +4,8 @@ import time
 
 import numpy as np
 
-from analyzer import fitting
-from analyzer.fitting import FitPool, FitRequest, fit_one
-from analyzer.models import FitContext
+from analyzer.models import FitContext, fitting
+from analyzer.models.fitting import FitPool, FitRequest, fit_one
 from analyzer.synthetic import generate
 
 

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from analyzer.config import build_config
-from analyzer.sharding import ordinal_from_hostname
+from analyzer.service.sharding import ordinal_from_hostname
 
 helm = pytest.importorskip("helm_python", reason="pip install -e '.[test]' (helm-python-sdk)")
 kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="pip install -e '.[test]'")

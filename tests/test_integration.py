@@ -13,7 +13,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from analyzer.localprom import BackfillSeries, free_port, wait_http
+from analyzer.prometheus.localprom import BackfillSeries, free_port, wait_http
 from analyzer.synthetic import generate, inject_step
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ def prometheus(start_prometheus):
 
 def test_once_json_scores_statuses_and_a_bad_query(prometheus, tmp_path):
     config = write_config(tmp_path / "config.yml", prometheus.url)
-    done = subprocess.run([sys.executable, "-m", "analyzer.cli", "once", "--config", str(config), "--output", "json"],
+    done = subprocess.run([sys.executable, "-m", "analyzer", "once", "--config", str(config), "--output", "json"],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 1, done.stderr  # one target failed, so the run reports failure
     results = {r["labels"].get("service", r["target"]): r for r in json.loads(done.stdout)}
@@ -79,7 +79,7 @@ def test_once_json_scores_statuses_and_a_bad_query(prometheus, tmp_path):
 
 def test_prometheus_url_flag_overrides_the_config(prometheus, tmp_path):
     config = write_config(tmp_path / "config.yml", "http://127.0.0.1:1")  # nothing listens there
-    command = [sys.executable, "-m", "analyzer.cli", "once", "--config", str(config), "--output", "json",
+    command = [sys.executable, "-m", "analyzer", "once", "--config", str(config), "--output", "json",
                "--prometheus-url", prometheus.url]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert any(r["labels"].get("service") == "checkout" for r in json.loads(done.stdout))
@@ -105,7 +105,7 @@ def test_run_service_serves_scores_and_stops_cleanly_on_sigterm(prometheus, tmp_
     port = free_port()
     log = tmp_path / "service.log"
     with open(log, "w") as output:
-        service = subprocess.Popen([sys.executable, "-m", "analyzer.cli", "run", "--config", str(config), "--listen",
+        service = subprocess.Popen([sys.executable, "-m", "analyzer", "run", "--config", str(config), "--listen",
                                     f"127.0.0.1:{port}"], stdout=output, stderr=subprocess.STDOUT,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
     try:
@@ -158,7 +158,7 @@ def alive(pid: int) -> bool:
 def test_unreachable_prometheus_is_reported_through_metrics_not_a_crash(tmp_path):
     config = write_config(tmp_path / "config.yml", f"http://127.0.0.1:{free_port()}", score_every="1s")
     port = free_port()
-    service = subprocess.Popen([sys.executable, "-m", "analyzer.cli", "run", "--config", str(config), "--listen",
+    service = subprocess.Popen([sys.executable, "-m", "analyzer", "run", "--config", str(config), "--listen",
                                 f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from analyzer.config import build_config
-from analyzer.lifecycle import (
+from analyzer.series import Series, grid
+from analyzer.service.pipeline import Analyzer
+from analyzer.state.lifecycle import (
     MERGE_GAP,
     REFIT_SLICES,
     Evidence,
@@ -24,9 +26,7 @@ from analyzer.lifecycle import (
     mask,
     merge_flags,
 )
-from analyzer.pipeline import Analyzer
-from analyzer.series import Series, grid
-from analyzer.store import BaselineStore, Flag
+from analyzer.state.store import BaselineStore, Flag
 from analyzer.synthetic import generate, inject_step
 
 DAY = 86400.0

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from analyzer.calendar import local_seconds
+from analyzer.detection.reference import attach_reference
+from analyzer.detection.scoring import anomaly_scores, gated_band
 from analyzer.models import FitContext, choose_seasonality, get_model
-from analyzer.models.base import attach_reference, fill_unobserved, robust_scale, rounding_noise
+from analyzer.models.base import fill_unobserved, robust_scale, rounding_noise
+from analyzer.models.calendar import local_seconds
 from analyzer.models.stl import phase_average, running_median, smooth_phase
-from analyzer.scoring import anomaly_scores, gated_band
 from analyzer.synthetic import DAY, generate, inject_spike, inject_step, missing_in_holes
 
 MODELS = ["stl", "mstl", "profile"]

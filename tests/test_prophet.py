@@ -8,11 +8,11 @@ import logging
 import numpy as np
 import pytest
 
-from analyzer.fitting import FitRequest, fit_one
 from analyzer.models import FitContext, get_model
 from analyzer.models.auto import choose_model
+from analyzer.models.fitting import FitRequest, fit_one
 from analyzer.models.prophet import FittedProphet, ProphetModel, ProphetOptions
-from analyzer.store import dump_baseline, load_baseline
+from analyzer.state.store import dump_baseline, load_baseline
 from analyzer.synthetic import generate, inject_step
 
 CONTEXT = FitContext(step=300.0)

@@ -6,8 +6,8 @@ import pytest
 import requests
 
 from analyzer.config import PrometheusConfig
-from analyzer.localprom import BackfillSeries
-from analyzer.reader import PrometheusReader, PrometheusUnavailable, QueryError, split_range
+from analyzer.prometheus.localprom import BackfillSeries
+from analyzer.prometheus.reader import PrometheusReader, PrometheusUnavailable, QueryError, split_range
 
 
 class RecordingTelemetry:

@@ -6,11 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analyzer.changepoint import best_split
-from analyzer.models import FitContext
-from analyzer.models.base import Reference, attach_reference
-from analyzer.models.stl import STLModel
-from analyzer.regression import (
+from analyzer.detection.changepoint import best_split
+from analyzer.detection.reference import attach_reference
+from analyzer.detection.regression import (
     NONE,
     POTENTIAL,
     PRECEDENTED,
@@ -24,7 +22,10 @@ from analyzer.regression import (
     precedented,
     replay,
 )
-from analyzer.stats import SeverityThresholds, compare_windows
+from analyzer.detection.stats import SeverityThresholds, compare_windows
+from analyzer.models import FitContext
+from analyzer.models.base import Reference
+from analyzer.models.stl import STLModel
 from analyzer.synthetic import generate, inject_drift, inject_step
 
 STEP = 300.0

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from analyzer.config import build_config
-from analyzer.localprom import BackfillSeries
-from analyzer.pipeline import Analyzer
-from analyzer.reader import PrometheusReader
+from analyzer.prometheus.localprom import BackfillSeries
+from analyzer.prometheus.reader import PrometheusReader
+from analyzer.service.pipeline import Analyzer
 from analyzer.synthetic import generate, inject_step
-from exporter.families import snapshot_families
+from exporter.snapshot import snapshot_families
 from exporter.text import render
 
 pytestmark = pytest.mark.integration

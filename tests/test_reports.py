@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analyzer import stats
-from analyzer.check import (
+from analyzer.detection import stats
+from analyzer.gate.check import (
     FAIL,
     PASS,
     WARN,
@@ -32,13 +32,13 @@ from analyzer.check import (
     SeriesCheck,
     exit_code,
 )
-from analyzer.recommendations import Event, Situation, recommend
-from analyzer.reports import FILENAMES, junit, markdown, write_reports
-from analyzer.reports import html as html_report
-from analyzer.reports.build import from_check
-from analyzer.reports.json import to_json
-from analyzer.reports.model import SCHEMA
-from analyzer.timewindows import parse_window
+from analyzer.gate.recommendations import Event, Situation, recommend
+from analyzer.gate.reports import FILENAMES, junit, markdown, write_reports
+from analyzer.gate.reports import html as html_report
+from analyzer.gate.reports.build import from_check
+from analyzer.gate.reports.json import to_json
+from analyzer.gate.reports.model import SCHEMA
+from analyzer.gate.timewindows import parse_window
 
 NOW = 1_767_571_200.0
 PYTEST_SDIST = "pytest==8.3.4"
@@ -95,7 +95,7 @@ def _series(target: str, route: str, shift: float, seed: int, budget=None) -> Se
 
 
 def _run(shifts: dict[str, float], undecided: bool = False) -> CheckResult:
-    """A check run over /route series with the given relative shifts, gated like analyzer.check does."""
+    """A check run over /route series with the given relative shifts, gated like analyzer.gate.check does."""
     options = CheckOptions("window", parse_window("now-1h:now", NOW), parse_window("now-7d:now-1h", NOW))
     result = CheckResult(options, NOW - 2, NOW)
     result.series = [_series("latency", route, shift, seed) for seed, (route, shift) in enumerate(shifts.items())]
@@ -176,7 +176,7 @@ def test_junit_is_valid_and_parses_back_to_the_verdicts(junit_schema):
 def test_junit_for_prometheus_errors_and_odd_labels_is_still_valid(junit_schema):
     from lxml import etree
 
-    from analyzer.check import TargetError
+    from analyzer.gate.check import TargetError
 
     run = _run({"/a\x01<&>\"'": 0.3})
     run.errors.append(TargetError("other", "prometheus_unavailable", "connection refused"))
@@ -237,7 +237,7 @@ def test_write_reports_writes_every_format_or_prints_one(tmp_path, capsys):
 
 
 def test_backtest_report_flags_the_file_with_an_injected_step(tmp_path):
-    from analyzer.cli import main
+    from analyzer.commands.cli import main
     from analyzer.synthetic import generate, inject_step
 
     for name, size in (("stepped", 0.8), ("clean", 0.0)):
@@ -278,7 +278,7 @@ def test_backtest_report_flags_the_file_with_an_injected_step(tmp_path):
 
 
 def test_once_report_marks_anomalous_and_undecided_series():
-    from analyzer.reports.build import from_snapshot
+    from analyzer.gate.reports.build import from_snapshot
     from analyzer.results import INSUFFICIENT_DATA, OK, SeriesResult, Snapshot, TargetOutcome
 
     snapshot = Snapshot(
@@ -298,10 +298,11 @@ def test_once_report_marks_anomalous_and_undecided_series():
 
 
 def test_once_report_carries_the_services_regression_verdict():
-    """Results with the regression fields of analyzer.regression become warn items with statistics and cause."""
+    """Results with the regression fields of analyzer.detection.regression become warn items with statistics and
+    cause."""
     from types import SimpleNamespace
 
-    from analyzer.reports.build import from_snapshot
+    from analyzer.gate.reports.build import from_snapshot
     from analyzer.results import OK, Snapshot, TargetOutcome
 
     fields = dict(

@@ -149,7 +149,8 @@ def test_for_convention_can_fail() -> None:
 
 @pytest.mark.parametrize("name", [n for n in sorted(alerts()) if n.startswith(PER_SERIES_PREFIXES)])
 def test_per_series_alerts_compare_with_the_calibrated_threshold(name: str) -> None:
-    """Each per-series alert needs its statistic above the series' calibrated threshold (analyzer/budget.py): a
+    """Each per-series alert needs its statistic above the series' calibrated threshold
+    (analyzer/detection/budget.py): a
     series without a threshold series never fires. The alert's value stays the statistic (the left operand)."""
     comparison = {
         "PerfSentinelAnomaly": "perfsentinel_anomaly_score > perfsentinel_anomaly_threshold",
@@ -193,7 +194,7 @@ def test_regression_and_drift_alerts_never_repeat_an_earlier_alert_of_the_series
     a critical or escalated one for 3h; the anomaly alert itself always notifies. The alerts named come first
     in Prometheus' evaluation: earlier in the same group (rules of a group run in order), or in another group
     with a ``for:`` of at least one evaluation (1m: groups run independently), so that one firing at the same
-    evaluation suppresses before this one fires, as analyzer/episodes.py replays them."""
+    evaluation suppresses before this one fires, as analyzer/detection/episodes.py replays them."""
     assert unless_problems(name, alerts(), rule_groups()) == []
 
 

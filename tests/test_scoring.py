@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from analyzer.detection.scoring import anomaly_scores, gated_band
 from analyzer.models import Band
-from analyzer.quality import FLAT, TOO_MANY_GAPS, TOO_SHORT, insufficiency
-from analyzer.scoring import anomaly_scores, gated_band
+from analyzer.models.quality import FLAT, TOO_MANY_GAPS, TOO_SHORT, insufficiency
 
 BAND = Band(np.array([10.0, 10.0, 10.0, 10.0]), np.array([8.0, 8.0, 8.0, 8.0]), np.array([14.0, 14.0, 14.0, 14.0]))
 VALUES = np.array([10.0, 14.0, 6.0, np.nan])

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from analyzer import cli
+from analyzer.commands import cli
 from analyzer.config import build_config
-from analyzer.fitting import FitPool
-from analyzer.localprom import BackfillSeries
-from analyzer.pipeline import Analyzer
-from analyzer.reader import PrometheusReader
+from analyzer.models.fitting import FitPool
+from analyzer.prometheus.localprom import BackfillSeries
+from analyzer.prometheus.reader import PrometheusReader
 from analyzer.series import series_key
-from analyzer.sharding import Shard, ordinal_from_hostname, resolve_shard, shard_of
+from analyzer.service.pipeline import Analyzer
+from analyzer.service.sharding import Shard, ordinal_from_hostname, resolve_shard, shard_of
 from analyzer.synthetic import generate
 
 
@@ -56,7 +56,7 @@ def test_assignment_is_stable_across_processes_and_label_order() -> None:
     """A restart (new process, new PYTHONHASHSEED) must not move any series to another shard."""
     series = fleet(200)
     here = [shard_of(t, k, 7) for t, k in series]
-    code = ("import json, sys; from analyzer.sharding import shard_of;"
+    code = ("import json, sys; from analyzer.service.sharding import shard_of;"
             "print(','.join(str(shard_of(t, k, 7)) for t, k in json.load(sys.stdin)))")  # fmt: skip
     root = Path(__file__).resolve().parent.parent
     env = {"PYTHONHASHSEED": "12345", "PATH": ""}

@@ -1,4 +1,4 @@
-"""analyzer.stats on generated samples with known shifts (fixed seeds)."""
+"""analyzer.detection.stats on generated samples with known shifts (fixed seeds)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from analyzer.stats import (
+from analyzer.detection.stats import (
     TESTS,
     InsufficientData,
     SeverityThresholds,

@@ -13,16 +13,17 @@ import zlib
 import numpy as np
 import pytest
 
-from analyzer.cli import main
+from analyzer.commands.cli import main
 from analyzer.config import build_config
-from analyzer.fitting import FitPool
-from analyzer.lifecycle import Lifecycle, ShiftedBaseline, slot_fraction
-from analyzer.localprom import BackfillSeries
+from analyzer.detection.reference import attach_reference
 from analyzer.models import FitContext, get_model
-from analyzer.models.base import attach_reference
-from analyzer.pipeline import Analyzer
-from analyzer.reader import PrometheusReader
-from analyzer.store import (
+from analyzer.models.fitting import FitPool
+from analyzer.models.shifted import ShiftedBaseline
+from analyzer.prometheus.localprom import BackfillSeries
+from analyzer.prometheus.reader import PrometheusReader
+from analyzer.service.pipeline import Analyzer
+from analyzer.state.lifecycle import Lifecycle, slot_fraction
+from analyzer.state.store import (
     FORMAT_VERSION,
     KEEP_VERSIONS,
     STORE_FILE,
@@ -124,14 +125,14 @@ def test_a_file_that_is_not_sqlite_gives_a_clear_error_or_a_clean_rebuild(tmp_pa
     store = BaselineStore.open_or_rebuild(path)  # the service: move aside, start empty
     assert store.series() == []
     assert list(tmp_path.glob(f"{STORE_FILE}.corrupt-*"))
-    done = subprocess.run([sys.executable, "-m", "analyzer.cli", "baseline", "list", "--store", str(path)],
+    done = subprocess.run([sys.executable, "-m", "analyzer", "baseline", "list", "--store", str(path)],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0 and "(no stored baselines)" in done.stdout
 
 
 def test_cli_reports_a_missing_or_corrupt_store_without_a_traceback(tmp_path):
     missing = tmp_path / "none.sqlite"
-    command = [sys.executable, "-m", "analyzer.cli", "baseline", "list", "--store"]
+    command = [sys.executable, "-m", "analyzer", "baseline", "list", "--store"]
     done = subprocess.run([*command, str(missing)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "no baseline store" in done.stderr and "Traceback" not in done.stderr
     assert not missing.exists()
@@ -257,7 +258,7 @@ def test_baseline_families_are_promtool_clean_and_rename_clashing_labels(tmp_pat
     import shutil
 
     from analyzer.results import SeriesResult, Snapshot
-    from exporter.families import snapshot_families
+    from exporter.snapshot import snapshot_families
     from exporter.text import render
 
     result = SeriesResult("latency", {"service": "checkout", "version": "1.2"}, "ok", "", 1.7e9, 0.3, 0.2, 0.1, 0.3,
@@ -280,7 +281,7 @@ def test_an_unusable_state_dir_is_a_config_error_not_a_traceback(tmp_path):
     config = tmp_path / "config.yml"
     config.write_text(f"prometheus: {{url: 'http://127.0.0.1:1'}}\nstate_dir: {blocker / 'state'}\n"
                       "targets: [{name: t, query: q}]\n")  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "analyzer.cli", "once", "--config", str(config)],
+    done = subprocess.run([sys.executable, "-m", "analyzer", "once", "--config", str(config)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and "state_dir" in done.stderr and "Traceback" not in done.stderr
 
@@ -288,7 +289,7 @@ def test_an_unusable_state_dir_is_a_config_error_not_a_traceback(tmp_path):
 def _service(config_path, port: int) -> subprocess.Popen:
     import os
 
-    return subprocess.Popen([sys.executable, "-m", "analyzer.cli", "run", "--config", str(config_path), "--listen",
+    return subprocess.Popen([sys.executable, "-m", "analyzer", "run", "--config", str(config_path), "--listen",
                              f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
 
@@ -318,7 +319,7 @@ def _wait(predicate, timeout: float):
 def test_restarted_service_publishes_stored_baselines_before_any_fit(start_prometheus, tmp_path):
     import signal
 
-    from analyzer.localprom import free_port
+    from analyzer.prometheus.localprom import free_port
 
     now = np.floor(time.time() / 300.0) * 300.0
     series = [generate(days=6, seed=seed, end=now) for seed in (1, 2)]

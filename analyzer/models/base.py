@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-from analyzer.calendar import local_seconds
-
-if TYPE_CHECKING:
-    from analyzer.budget import Thresholds
+from analyzer.models.calendar import local_seconds
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -124,8 +121,10 @@ class FittedBaseline(ABC):
     band_sigmas: float
     trained_from: float
     trained_to: float
-    reference: Reference | None = None  # set by attach_reference after fitting
-    thresholds: Thresholds | None = None  # set by analyzer.budget.prepare after the reference
+    reference: Reference | None = None  # set by analyzer.detection.reference.attach_reference
+    # analyzer.detection.budget.Thresholds, set by budget.prepare after the reference (typed loosely: models sit
+    # below detection)
+    thresholds: Any = None
     min_scale: float = 0.0  # the rounding noise of values on a lattice (counts), set by attach_reference
 
     @abstractmethod
@@ -137,30 +136,6 @@ class FittedBaseline(ABC):
         expected, scale = self.expected_and_scale(local)
         half = self.band_sigmas * np.maximum(scale, self.min_scale)
         return Band(expected, expected - half, expected + half)
-
-
-def attach_reference(
-    baseline: FittedBaseline, timestamps: np.ndarray, values: np.ndarray, exclude_recent: float = 0.0
-) -> FittedBaseline:
-    """Keep a sample of the residuals of ``REFERENCE_SECONDS`` of history against the baseline's forecast (not
-    the in-sample decomposition residuals, which are too small: the trend follows the data), ending
-    ``exclude_recent`` seconds before the end of the history. The service passes its regression window there,
-    so the "before" window never overlaps the "recent" one it is compared with: otherwise a change already under
-    way when the baseline is fitted (a cold start) sits on both sides of the test and hides itself."""
-    from analyzer.stats import lag1_autocorrelation  # local: stats must not depend on models
-
-    baseline.min_scale = rounding_noise(values)
-    end = timestamps[-1] - exclude_recent
-    recent = np.isfinite(values) & (timestamps > end - REFERENCE_SECONDS) & (timestamps <= end)
-    if recent.sum() < 10:
-        return baseline
-    residuals = values[recent] - baseline.predict(timestamps[recent]).expected
-    keep = np.linspace(0, residuals.size - 1, min(residuals.size, REFERENCE_MAX_SAMPLES)).round().astype(np.int64)
-    spacing = float(np.median(np.diff(timestamps[recent][keep])))
-    blocks = block_medians(residuals, keep.size) if keep.size < residuals.size else None
-    scale = max(robust_scale(residuals), baseline.min_scale)
-    baseline.reference = Reference(residuals[keep], scale, lag1_autocorrelation(residuals), spacing, blocks)
-    return baseline
 
 
 def rounding_noise(values: np.ndarray) -> float:
@@ -178,20 +153,6 @@ def rounding_noise(values: np.ndarray) -> float:
     multiples = distinct / quantum
     on_lattice = quantum > 0 and np.allclose(multiples, np.round(multiples), rtol=0.0, atol=1e-6)
     return quantum / np.sqrt(12.0) if on_lattice else 0.0
-
-
-def block_medians(residuals: np.ndarray, count: int) -> np.ndarray:
-    """Medians of ``count`` consecutive blocks of ``residuals`` (sizes differ by at most one).
-
-    Why: a kept residual of a thinned reference is one sample where the recent window has several (3 days of
-    1-minute data keep every 4th, of 10-second data every 26th). The precedent search compares the median of a
-    stretch of kept residuals with the recent window's median, so point samples made stretches noisier than the
-    window they are compared with, and a step was held back as "reached before" by noise alone."""
-    edges = np.linspace(0, residuals.size, count + 1).round().astype(np.int64)
-    width = int(np.diff(edges).max())
-    index = edges[:-1, None] + np.arange(width)
-    padded = np.where(index < edges[1:, None], residuals[np.minimum(index, residuals.size - 1)], np.nan)
-    return np.nanmedian(padded, axis=1)
 
 
 class BaselineModel(ABC):

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analyzer.calendar import local_seconds, phase
 from analyzer.models.base import (
     DAY,
     BaselineModel,
@@ -25,6 +24,7 @@ from analyzer.models.base import (
     fill_unobserved,
     robust_scale,
 )
+from analyzer.models.calendar import local_seconds, phase
 from analyzer.models.weekend import (
     on_weekend,
     spread_scale,

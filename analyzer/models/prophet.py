@@ -15,7 +15,7 @@ seeded. With ``uncertainty_samples > 0`` the band is the wider of the two, and n
 
 Determinism: the optimiser (L-BFGS from Prophet's fixed initial values) gets a fixed seed; Newton's fallback
 is disabled (13 s per fit on these machines). A fit that fails or exceeds ``fit_timeout`` raises FitError, so
-analyzer.fitting falls back to STL and records why.
+analyzer.models.fitting falls back to STL and records why.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analyzer.calendar import local_seconds, phase
 from analyzer.models.base import (
     DAY,
     WEEK,
@@ -39,6 +38,7 @@ from analyzer.models.base import (
     choose_seasonality,
     robust_scale,
 )
+from analyzer.models.calendar import local_seconds, phase
 
 HORIZON_SECONDS = 7 * DAY
 SEED = 20260101

@@ -19,7 +19,6 @@ import numpy as np
 from scipy.ndimage import median_filter, uniform_filter1d
 from statsmodels.tsa.seasonal import MSTL, STL
 
-from analyzer.calendar import local_seconds, phase
 from analyzer.models.base import (
     DAY,
     WEEK,
@@ -33,6 +32,7 @@ from analyzer.models.base import (
     mad_scale,
     robust_scale,
 )
+from analyzer.models.calendar import local_seconds, phase
 from analyzer.models.weekend import (
     WEEKEND_START,
     on_weekend,

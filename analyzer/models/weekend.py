@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analyzer.calendar import phase
 from analyzer.models.base import DAY, WEEK, Seasonality, robust_scale
+from analyzer.models.calendar import phase
 
 WEEKEND_START = 5 * DAY  # Saturday 00:00 in the weekly phase (weeks start on Monday)
 MIN_WEEKEND_DAYS = 0.75  # the split needs two weekends with 18 hours of observed samples each

@@ -18,7 +18,7 @@ many times a day. Instead:
    and in the spirit of Numenta's anomaly likelihood, which turns a score into a tail probability of the
    series' own recent scores.
 
-Pure functions on arrays; ``analyzer.budget`` keeps the records and calls them at each refit.
+Pure functions on arrays; ``analyzer.detection.budget`` keeps the records and calls them at each refit.
 """
 
 from __future__ import annotations

@@ -15,11 +15,11 @@ import io
 
 import numpy as np
 
-from analyzer.check import FAIL, PASS, UNDECIDED, WARN, PlotData
-from analyzer.reports.markdown import HEADLINES
-from analyzer.reports.model import Report, ReportItem
-from analyzer.reports.text import change_text, item_headline, number, p_value
-from analyzer.timewindows import rfc3339
+from analyzer.gate.check import FAIL, PASS, UNDECIDED, WARN, PlotData
+from analyzer.gate.reports.markdown import HEADLINES
+from analyzer.gate.reports.model import Report, ReportItem
+from analyzer.gate.reports.text import change_text, item_headline, number, p_value
+from analyzer.gate.timewindows import rfc3339
 
 MAX_PLOTS = 50  # plots for the worst 50 regressed series (0.1-0.2 s and about 50 kB each); the rest get text only
 COLOURS = {FAIL: "#c62828", WARN: "#ef6c00", UNDECIDED: "#6d6d6d", PASS: "#2e7d32"}

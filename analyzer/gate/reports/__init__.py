@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from analyzer.reports import html, json, junit, markdown
-from analyzer.reports.model import Report
+from analyzer.gate.reports import html, json, junit, markdown
+from analyzer.gate.reports.model import Report
 
 WRITERS = {"json": json.render, "junit": junit.render, "markdown": markdown.render, "html": html.render}
 FILENAMES = {"json": "report.json", "junit": "junit.xml", "markdown": "summary.md", "html": "report.html"}

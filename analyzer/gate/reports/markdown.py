@@ -6,10 +6,10 @@ GitHub caps comments at 65,536 characters; the table stops at ``max_rows`` and s
 
 from __future__ import annotations
 
-from analyzer.check import FAIL, PASS, UNDECIDED, WARN
-from analyzer.reports.model import Report, ReportItem
-from analyzer.reports.text import change_text, number, p_value
-from analyzer.timewindows import rfc3339
+from analyzer.gate.check import FAIL, PASS, UNDECIDED, WARN
+from analyzer.gate.reports.model import Report, ReportItem
+from analyzer.gate.reports.text import change_text, number, p_value
+from analyzer.gate.timewindows import rfc3339
 
 ICONS = {
     FAIL: ":x: fail",

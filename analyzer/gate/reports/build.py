@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyzer.check import FAIL, PASS, UNDECIDED, WARN, CheckResult, PlotData, SeriesCheck
-from analyzer.recommendations import Event, Situation, recommend
-from analyzer.reports.model import Report, ReportItem
+from analyzer.gate.check import FAIL, PASS, UNDECIDED, WARN, CheckResult, PlotData, SeriesCheck
+from analyzer.gate.recommendations import Event, Situation, recommend
+from analyzer.gate.reports.model import Report, ReportItem
+from analyzer.gate.timewindows import rfc3339
 from analyzer.results import OK, Snapshot
 from analyzer.series import series_key
-from analyzer.timewindows import rfc3339
 
 MAX_BACKTEST_PLOTS = 50
 
@@ -99,7 +99,7 @@ REGRESSION_TIERS = ("minor", "significant", "critical")
 
 
 def _snapshot_regression(r, item: ReportItem) -> None:
-    """Carry the service's regression verdict (analyzer.regression) into the item when the result has one."""
+    """Carry the service's regression verdict (analyzer.detection.regression) into the item when the result has one."""
     verdict = getattr(r, "verdict", None)
     if verdict not in REGRESSION_TIERS:
         return

@@ -8,7 +8,7 @@ Three ways to name the baseline:
 * ``stored``: the seasonal baseline, fitted on the history before the candidate window, so the candidate is
   compared with the expected values for its own time of day and week (residuals against residuals).
 
-The statistics are those of the regression verdicts (``analyzer.stats``): the test, the p-value, Hedges' g,
+The statistics are those of the regression verdicts (``analyzer.detection.stats``): the test, the p-value, Hedges' g,
 change % and its confidence interval; Benjamini-Hochberg controls the false discovery rate across every series
 checked in one run. A series fails when its change is significant after that control and its tier reaches the
 gate (``--fail-on``, per-target ``check.fail_on``), or when it breaks its absolute budget.
@@ -29,15 +29,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analyzer import stats
 from analyzer.config import Budget, Config, TargetConfig
+from analyzer.detection import stats
+from analyzer.detection.reference import attach_reference
 from analyzer.durations import format_duration
-from analyzer.fitting import FitPool, FitRequest
-from analyzer.models import FitContext, FittedBaseline
-from analyzer.models.base import attach_reference
-from analyzer.quality import insufficiency
-from analyzer.reader import PrometheusError, PrometheusReader, QueryError
-from analyzer.recommendations import (
+from analyzer.gate.recommendations import (
     Event,
     Situation,
     events_from_series,
@@ -45,10 +41,14 @@ from analyzer.recommendations import (
     likely_cause,
     recommend,
 )
-from analyzer.selectors import Matcher, inject_matchers
+from analyzer.gate.timewindows import Window
+from analyzer.models import FitContext, FittedBaseline
+from analyzer.models.fitting import FitPool, FitRequest
+from analyzer.models.quality import insufficiency
+from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError
+from analyzer.prometheus.selectors import Matcher, inject_matchers
 from analyzer.series import Series, series_key
 from analyzer.telemetry import NullTelemetry
-from analyzer.timewindows import Window
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE, EXIT_UNDECIDED = 0, 1, 2, 3
 PASS, WARN, FAIL, UNDECIDED = "pass", "warn", "fail", "undecided"
@@ -438,7 +438,7 @@ class Checker:
         """The active baselines of the service's store (``state_dir``) with their versions; none without one."""
         if not self.config.state_dir:
             return {}, {}
-        from analyzer.store import BaselineStore, StoreError
+        from analyzer.state.store import BaselineStore, StoreError
 
         try:
             store = BaselineStore.in_dir(self.config.state_dir, create=False)

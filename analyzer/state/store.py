@@ -3,7 +3,8 @@
 What it keeps per series (``target`` + series key): every adopted baseline version with its model, parameters,
 fitted state, training window, data fingerprint, fit quality, creation time and reason; the flagged periods that
 are masked out of training until accepted; a pending action from the CLI (accept, reset) and a pinned version;
-the record of the statistics the series exported (``analyzer.budget.ScoreRecord``, zlib-compressed JSON), which
+the record of the statistics the series exported (``analyzer.detection.budget.ScoreRecord``, zlib-compressed
+JSON), which
 its alert thresholds are calibrated from, so a restart does not start the calibration over.
 
 Serialisation of a fitted baseline: JSON (zlib-compressed) of its dataclass fields, numpy arrays as base64
@@ -91,12 +92,12 @@ def _encode(value: Any) -> Any:
 
 
 def _classes() -> dict[str, type]:
-    from analyzer.budget import Thresholds
-    from analyzer.calibration import Calibration
-    from analyzer.lifecycle import ShiftedBaseline
+    from analyzer.detection.budget import Thresholds
+    from analyzer.detection.calibration import Calibration
     from analyzer.models.base import Reference
     from analyzer.models.profile import FittedProfile
     from analyzer.models.prophet import FittedProphet
+    from analyzer.models.shifted import ShiftedBaseline
     from analyzer.models.stl import FittedSTL
 
     return {

@@ -34,12 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.budget import ScoreRecord
 from analyzer.config import STRATEGIES, ConfigError
-from analyzer.models.base import FittedBaseline, Reference, Seasonality, attach_reference, robust_scale
-from analyzer.scoring import anomaly_scores, gated_band
+from analyzer.detection.budget import ScoreRecord
+from analyzer.detection.reference import attach_reference
+from analyzer.detection.scoring import anomaly_scores, gated_band
+from analyzer.models.base import FittedBaseline, Reference, robust_scale
+from analyzer.models.shifted import ShiftedBaseline
 from analyzer.series import Series
-from analyzer.store import STORE_FILE, BaselineStore, Flag, StoreError, fingerprint
+from analyzer.state.store import STORE_FILE, BaselineStore, Flag, StoreError, fingerprint
 
 log = logging.getLogger(__name__)
 REFIT_SLICES = 4  # the refit pass runs this many times per refit interval; each series is refitted once
@@ -47,42 +49,6 @@ MERGE_GAP = 3600.0
 RECENT_SECONDS = 6 * 3600.0
 MOST = 0.5  # share of recent samples that makes "most"
 MIN_RECENT = 6
-
-
-@dataclass
-class ShiftedBaseline(FittedBaseline):
-    """A baseline moved by a constant: the level a person accepted (or an improvement adopted) as normal."""
-
-    inner: FittedBaseline
-    offset: float
-
-    @property
-    def model(self) -> str:  # type: ignore[override]
-        return self.inner.model
-
-    @property
-    def seasonality(self) -> Seasonality:  # type: ignore[override]
-        return self.inner.seasonality
-
-    @property
-    def timezone(self) -> str:  # type: ignore[override]
-        return self.inner.timezone
-
-    @property
-    def band_sigmas(self) -> float:  # type: ignore[override]
-        return self.inner.band_sigmas
-
-    @property
-    def trained_from(self) -> float:  # type: ignore[override]
-        return self.inner.trained_from
-
-    @property
-    def trained_to(self) -> float:  # type: ignore[override]
-        return self.inner.trained_to
-
-    def expected_and_scale(self, local: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        expected, scale = self.inner.expected_and_scale(local)
-        return expected + self.offset, scale
 
 
 @dataclass

@@ -11,8 +11,8 @@ import math
 from typing import Any
 
 from analyzer import __version__
-from analyzer.reports.model import SCHEMA, Report, ReportItem
-from analyzer.timewindows import rfc3339
+from analyzer.gate.reports.model import SCHEMA, Report, ReportItem
+from analyzer.gate.timewindows import rfc3339
 
 
 def _clean(value: Any) -> Any:

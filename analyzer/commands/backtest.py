@@ -11,19 +11,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analyzer import budget, episodes, regression
 from analyzer.config import TargetConfig
-from analyzer.fitting import FitPool, FitRequest
+from analyzer.detection import budget, episodes, regression
+from analyzer.detection.reference import attach_reference
+from analyzer.detection.scoring import anomaly_scores, gated_band
 from analyzer.models import FitContext, FittedBaseline
-from analyzer.models.base import attach_reference
-from analyzer.quality import insufficiency
-from analyzer.scoring import anomaly_scores, gated_band
+from analyzer.models.fitting import FitPool, FitRequest
+from analyzer.models.quality import insufficiency
 from analyzer.telemetry import NullTelemetry
 
 VERDICT_COLUMNS = ["drift_score", "severity", "change_pct", "p_value", "regression_start", "verdict"]
-THRESHOLD_COLUMNS = ["anomaly_threshold", "drift_threshold", "regression_threshold_pct"]  # analyzer.budget
+THRESHOLD_COLUMNS = ["anomaly_threshold", "drift_threshold", "regression_threshold_pct"]  # analyzer.detection.budget
 THRESHOLD_OF = dict(zip(("anomaly", "drift", "regression"), THRESHOLD_COLUMNS, strict=True))
-# alert: 1 where the shipped alert rules would start a notification (analyzer.episodes), else 0
+# alert: 1 where the shipped alert rules would start a notification (analyzer.detection.episodes), else 0
 OUTPUT_COLUMNS = ["timestamp", "value", "expected", "lower", "upper", "anomaly_score", *VERDICT_COLUMNS,
                   *THRESHOLD_COLUMNS, "alert"]  # fmt: skip
 RULE_EVALUATION_INTERVAL = 60.0  # Prometheus evaluates the rules every minute; a row's values hold until the next

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analyzer.localprom import BackfillSeries, LocalPrometheus
+from analyzer.prometheus.localprom import BackfillSeries, LocalPrometheus
 from analyzer.synthetic import generate, inject_spike, inject_step
 
 STEP = 300.0
@@ -73,11 +73,11 @@ def ensure_prometheus() -> None:
 
 
 def run_demo(workdir: Path, keep_running: bool = False) -> int:
+    from analyzer.commands.output import print_results
     from analyzer.config import load_config
-    from analyzer.fitting import FitPool
-    from analyzer.output import print_results
-    from analyzer.pipeline import Analyzer
-    from analyzer.reader import PrometheusReader
+    from analyzer.models.fitting import FitPool
+    from analyzer.prometheus.reader import PrometheusReader
+    from analyzer.service.pipeline import Analyzer
 
     ensure_prometheus()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -118,7 +118,9 @@ def run_demo(workdir: Path, keep_running: bool = False) -> int:
 
 
 def serve(config_path: Path) -> int:
-    from analyzer.cli import main
+    from analyzer.commands.run import serve as run_service
+    from analyzer.config import load_config
+    from analyzer.service.sharding import Shard
 
     print("serving on http://127.0.0.1:9977/metrics (Ctrl-C stops)", flush=True)
-    return main(["run", "--config", str(config_path), "--listen", "127.0.0.1:9977"])
+    return run_service(load_config(str(config_path)), "127.0.0.1:9977", Shard(0, 1))

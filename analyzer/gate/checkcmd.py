@@ -1,6 +1,6 @@
 """Command-line glue for ``perfsentinel check`` and the ``--report``/``--format`` options of ``check``,
 ``once`` and ``backtest``: arguments in, CheckOptions and report files out. The logic lives in
-``analyzer.check`` and ``analyzer.reports``."""
+``analyzer.gate.check`` and ``analyzer.gate.reports``."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, TextIO
 
 from analyzer.config import GATE_TIERS, Config, ConfigError
 from analyzer.durations import parse_duration
-from analyzer.recommendations import parse_event
-from analyzer.selectors import parse_matchers
-from analyzer.timewindows import parse_baseline_windows, parse_time, parse_window, span
+from analyzer.gate.recommendations import parse_event
+from analyzer.gate.timewindows import parse_baseline_windows, parse_time, parse_window, span
+from analyzer.prometheus.selectors import parse_matchers
 
 if TYPE_CHECKING:  # the statistics stack loads only when check runs, not for every perfsentinel command
-    from analyzer.check import CheckOptions
-    from analyzer.reports.model import Report
+    from analyzer.gate.check import CheckOptions
+    from analyzer.gate.reports.model import Report
 
 STORED = "stored"
-TESTS = ("mannwhitney", "welch", "ks")  # analyzer.stats.TESTS, repeated so --help stays light
+TESTS = ("mannwhitney", "welch", "ks")  # analyzer.detection.stats.TESTS, repeated so --help stays light
 
 
 def add_report_arguments(command: argparse.ArgumentParser) -> None:
@@ -93,8 +93,8 @@ def _usage(flag: str, exc: Exception) -> ConfigError:
 
 def check_options(args: argparse.Namespace, now: float) -> CheckOptions:
     """Validate the arguments; every problem is a ConfigError naming the flag (exit code 2)."""
-    from analyzer import stats
-    from analyzer.check import MODES, CheckOptions
+    from analyzer.detection import stats
+    from analyzer.gate.check import MODES, CheckOptions
 
     try:
         candidate = parse_window(args.candidate, now)
@@ -164,10 +164,10 @@ def _matchers(flag: str, text: str | None):
 
 
 def run_check(args: argparse.Namespace, config: Config) -> int:
-    from analyzer.check import Checker
-    from analyzer.fitting import FitPool
-    from analyzer.reader import PrometheusReader
-    from analyzer.reports.build import from_check
+    from analyzer.gate.check import Checker
+    from analyzer.gate.reports.build import from_check
+    from analyzer.models.fitting import FitPool
+    from analyzer.prometheus.reader import PrometheusReader
 
     try:
         now = parse_time(args.now, time.time()) if args.now else time.time()
@@ -192,7 +192,7 @@ def run_check(args: argparse.Namespace, config: Config) -> int:
 
 
 def write_requested(args: argparse.Namespace, report: Report) -> None:
-    from analyzer.reports import write_reports
+    from analyzer.gate.reports import write_reports
 
     if args.report or args.format:
         for path in write_reports(report, args.report, args.format):
@@ -201,8 +201,8 @@ def write_requested(args: argparse.Namespace, report: Report) -> None:
 
 def print_summary(report: Report, out: TextIO) -> None:
     """One line per series that did not pass, the target errors, and the verdict."""
-    from analyzer.check import PASS
-    from analyzer.reports.text import item_headline
+    from analyzer.gate.check import PASS
+    from analyzer.gate.reports.text import item_headline
 
     for item in report.worst_first():
         if item.verdict != PASS:

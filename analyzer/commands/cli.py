@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from analyzer.checkcmd import add_check_arguments, add_report_arguments
 from analyzer.config import (
     MODELS,
     Config,
@@ -25,7 +24,8 @@ from analyzer.config import (
     load_config,
     with_prometheus_url,
 )
-from analyzer.sharding import Shard, resolve_shard
+from analyzer.gate.checkcmd import add_check_arguments, add_report_arguments
+from analyzer.service.sharding import Shard, resolve_shard
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", type=Path, default=Path(".work/demo"))
     demo.add_argument("--keep-running", action="store_true", help="keep Prometheus and the exporter running")
 
-    from analyzer.baseline_cli import add_parser as add_baseline_parser
+    from analyzer.commands.baseline_cli import add_parser as add_baseline_parser
 
     add_baseline_parser(commands)
     return top
@@ -94,10 +94,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_once(args: argparse.Namespace) -> int:
-    from analyzer.fitting import FitPool
-    from analyzer.output import print_results
-    from analyzer.pipeline import Analyzer
-    from analyzer.reader import PrometheusReader
+    from analyzer.commands.output import print_results
+    from analyzer.models.fitting import FitPool
+    from analyzer.prometheus.reader import PrometheusReader
+    from analyzer.service.pipeline import Analyzer
 
     config = load(args)
     started = time.time()
@@ -112,37 +112,18 @@ def cmd_once(args: argparse.Namespace) -> int:
     if not (args.format and not args.report):  # --format alone prints that format instead of the table
         print_results(snapshot, args.output, sys.stdout)
     if args.report or args.format:
-        from analyzer.checkcmd import write_requested
-        from analyzer.reports.build import from_snapshot
+        from analyzer.gate.checkcmd import write_requested
+        from analyzer.gate.reports.build import from_snapshot
 
         write_requested(args, from_snapshot(snapshot, code, started))
     return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from analyzer.fitting import FitPool
-    from analyzer.pipeline import Analyzer
-    from analyzer.reader import PrometheusReader
-    from analyzer.service import Service
-    from exporter.selfmetrics import SelfMetrics
-    from exporter.server import Exposition, MetricsServer
+    from analyzer.commands.run import serve
 
     config = load(args)
-    shard = shard_from_args(args)
-    telemetry = SelfMetrics()
-    exposition = Exposition(telemetry)
-    host, _, port = (args.listen or config.listen).rpartition(":")
-    server = MetricsServer(exposition, host.strip("[]") or "0.0.0.0", int(port))
-    analyzer = Analyzer(config, PrometheusReader(config.prometheus, telemetry), telemetry,
-                        FitPool(config.schedule.fit_workers), shard)  # fmt: skip
-    server.start()
-    logging.getLogger(__name__).info("serving /metrics on %s:%d (shard %d of %d)", host, server.port,
-                                     shard.index, shard.count)  # fmt: skip
-    try:
-        Service(analyzer, telemetry, exposition.publish).run_until_signalled()
-    finally:
-        server.stop()
-    return EXIT_OK
+    return serve(config, args.listen or config.listen, shard_from_args(args))
 
 
 def shard_from_args(args: argparse.Namespace) -> Shard:
@@ -173,8 +154,8 @@ def backtest_target(args: argparse.Namespace) -> tuple[TargetConfig, str, float]
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from analyzer.backtest import run_backtest
-    from analyzer.fitting import FitPool
+    from analyzer.commands.backtest import run_backtest
+    from analyzer.models.fitting import FitPool
 
     if not args.input.exists():
         raise ConfigError("--input", f"{args.input} does not exist")
@@ -187,21 +168,21 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         pool.close()
     print(f"backtest: {count} file(s) written to {args.output}", file=sys.stderr if args.format else sys.stdout)
     if args.report or args.format:
-        from analyzer.checkcmd import write_requested
-        from analyzer.reports.build import from_backtest
+        from analyzer.gate.checkcmd import write_requested
+        from analyzer.gate.reports.build import from_backtest
 
         write_requested(args, from_backtest(args.output, started))
     return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from analyzer.demo import run_demo
+    from analyzer.commands.demo import run_demo
 
     return run_demo(args.workdir, keep_running=args.keep_running)
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from analyzer.baseline_cli import cmd_baseline as run_baseline_command
+    from analyzer.commands.baseline_cli import cmd_baseline as run_baseline_command
 
     return run_baseline_command(args)
 
@@ -211,7 +192,7 @@ COMMANDS = {"run": cmd_run, "once": cmd_once, "backtest": cmd_backtest, "validat
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from analyzer.checkcmd import run_check
+    from analyzer.gate.checkcmd import run_check
 
     return run_check(args, load(args))
 

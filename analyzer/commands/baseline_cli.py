@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from analyzer.store import BaselineStore, SeriesRecord, StoreError
+from analyzer.state.store import BaselineStore, SeriesRecord, StoreError
 
 EXIT_OK, EXIT_FAILED = 0, 1
 

@@ -3,7 +3,7 @@
 Each job has ``max_instances=1`` and ``coalesce=True``, so runs never overlap and a run that would start while
 the previous one is still going is skipped and counted (``perfsentinel_runs_total{outcome="skipped"}``).
 The refit pass runs first at start, then ``REFIT_SLICES`` times per ``refit_every``; each pass refits only the
-series whose slot in the interval came up (analyzer.lifecycle), so fits spread over the interval and a restart
+series whose slot in the interval came up (analyzer.state.lifecycle), so fits spread over the interval and a restart
 with stored baselines does not refit everything at once. Scoring runs every ``score_every``. SIGTERM/SIGINT stop
 the scheduler, cancel queued fits, store the series' score records and return.
 """
@@ -21,9 +21,9 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from analyzer.lifecycle import REFIT_SLICES
-from analyzer.pipeline import Analyzer
 from analyzer.results import Snapshot
+from analyzer.service.pipeline import Analyzer
+from analyzer.state.lifecycle import REFIT_SLICES
 from analyzer.telemetry import Telemetry
 
 log = logging.getLogger(__name__)

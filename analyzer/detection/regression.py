@@ -4,7 +4,7 @@ One evaluation has two steps, so that false alarms can be controlled across all 
 
 1. ``assess`` (per series): residuals of the recent window (observed minus baseline) against the residuals of
    the baseline on the end of its own history (``models.base.Reference``). The recent window starts at the
-   change point found inside ``regression_window`` (``analyzer.changepoint``) when that split is significant,
+   change point found inside ``regression_window`` (``analyzer.detection.changepoint``) when that split is significant,
    else it is the last ``drift_window``. Gives the raw p-value, change % with CI, effect size, drift score,
    and whether a stretch of the reference as long as the recent window already held a level as bad
    (``precedented``: bursts that come and go are not a regression).
@@ -24,9 +24,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats as st
 
-from analyzer.changepoint import ChangePoint, best_split
-from analyzer.models.base import Reference
-from analyzer.stats import (
+from analyzer.detection.changepoint import ChangePoint, best_split
+from analyzer.detection.stats import (
     DEFAULT_TEST,
     SEVERITY_LEVELS,
     Comparison,
@@ -35,6 +34,7 @@ from analyzer.stats import (
     compare_windows,
     severity_for,
 )
+from analyzer.models.base import Reference
 
 NONE = "none"
 POTENTIAL = "potential"
@@ -306,7 +306,7 @@ def _advance(state: VerdictState, confirmed: str, evidence: Evidence, settings: 
 
 def run_q_values(p_values: Sequence[float | None]) -> np.ndarray:
     """Benjamini-Hochberg over one run (None for series without a comparison)."""
-    from analyzer.stats import benjamini_hochberg
+    from analyzer.detection.stats import benjamini_hochberg
 
     return benjamini_hochberg([math.nan if p is None else p for p in p_values])
 

@@ -1,6 +1,6 @@
 """Pure statistics for regression verdicts: compare a recent window with a reference window.
 
-Used by the service (``analyzer.regression``) and by the CI gate (``perfsentinel check``). Nothing here knows
+Used by the service (``analyzer.detection.regression``) and by the CI gate (``perfsentinel check``). Nothing here knows
 about Prometheus, models or configuration.
 
 Conventions

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from analyzer.check import FAIL, PASS, UNDECIDED, WARN, PlotData
-from analyzer.recommendations import Event, Recommendation
+from analyzer.gate.check import FAIL, PASS, UNDECIDED, WARN, PlotData
+from analyzer.gate.recommendations import Event, Recommendation
 
 SCHEMA = "perfsentinel.report/v1"
 VERDICT_ORDER = {FAIL: 0, WARN: 1, UNDECIDED: 2, PASS: 3}

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from analyzer.durations import format_duration
+from analyzer.gate.timewindows import parse_time, rfc3339
 from analyzer.series import Series, series_key
-from analyzer.timewindows import parse_time, rfc3339
 
 INVESTIGATE, ACCEPT_BASELINE, ADJUST_BUDGET = "investigate", "accept_baseline", "adjust_budget"
 

@@ -14,18 +14,18 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from analyzer import budget, regression
 from analyzer import results as r
 from analyzer.config import Config, TargetConfig
-from analyzer.fitting import FitOutcome, FitPool, FitRequest
-from analyzer.lifecycle import BaselineMeta, Lifecycle
+from analyzer.detection import budget, regression
+from analyzer.detection.scoring import anomaly_scores, gated_band
 from analyzer.models import FitContext, FittedBaseline, get_model
 from analyzer.models.auto import choose_model
-from analyzer.quality import insufficiency
-from analyzer.reader import PrometheusError, PrometheusReader, QueryError
-from analyzer.scoring import anomaly_scores, gated_band
+from analyzer.models.fitting import FitOutcome, FitPool, FitRequest
+from analyzer.models.quality import insufficiency
+from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError
 from analyzer.series import Series, series_key
-from analyzer.sharding import Shard
+from analyzer.service.sharding import Shard
+from analyzer.state.lifecycle import BaselineMeta, Lifecycle
 from analyzer.telemetry import NullTelemetry, Telemetry
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class SeriesState:
     note: str = ""
     verdict: regression.VerdictState = field(default_factory=regression.VerdictState)  # survives refits
     trend: regression.Trend | None = None
-    meta: BaselineMeta | None = None  # version, creation time and reason of ``baseline`` (analyzer.lifecycle)
+    meta: BaselineMeta | None = None  # version, creation time and reason of ``baseline`` (analyzer.state.lifecycle)
     record: budget.ScoreRecord = field(default_factory=budget.ScoreRecord)  # what the thresholds are set from
 
 

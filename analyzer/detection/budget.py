@@ -1,5 +1,5 @@
 """The notification budget of one series: the thresholds of its three alerts (anomaly, drift, regression) are
-calibrated at each refit on the series' own record of those statistics (``analyzer.calibration``), so that on
+calibrated at each refit on the series' own record of those statistics (``analyzer.detection.calibration``), so that on
 data like that record each alert starts at most its share of ``max_notifications_per_day`` episodes a day.
 
 The record is what the analyzer exported for the series over the last 14 days: scores of samples that came
@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analyzer import regression
-from analyzer.calibration import Blocks, Calibration, calibrate, hourly_maxima, merge, threshold_of
-from analyzer.models.base import FittedBaseline, attach_reference
-from analyzer.scoring import anomaly_scores, gated_band
+from analyzer.detection import regression
+from analyzer.detection.calibration import Blocks, Calibration, calibrate, hourly_maxima, merge, threshold_of
+from analyzer.detection.reference import attach_reference
+from analyzer.detection.scoring import anomaly_scores, gated_band
+from analyzer.models.base import FittedBaseline
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -139,7 +140,7 @@ class ScoreRecord:
             self.crossings[statistic] = [t for t in times if t >= before * HOUR]
 
     def to_json(self) -> str:
-        """The record as JSON (the baseline store keeps it across restarts, ``analyzer.store``): per statistic
+        """The record as JSON (the baseline store keeps it across restarts, ``analyzer.state.store``): per statistic
         its hours and their maxima as text with six significant digits (compared with thresholds, never summed;
         "-inf" for an hour observed without the statistic)."""
         maxima = {}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from analyzer.reports.model import ReportItem
-from analyzer.timewindows import rfc3339
+from analyzer.gate.reports.model import ReportItem
+from analyzer.gate.timewindows import rfc3339
 
 
 def pct(value: float | None, signed: bool = True) -> str:

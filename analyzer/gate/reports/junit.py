@@ -14,10 +14,10 @@ import socket
 import xml.etree.ElementTree as ET
 from itertools import groupby
 
-from analyzer.check import FAIL, UNDECIDED, WARN
-from analyzer.reports.model import Report, ReportItem
-from analyzer.reports.text import item_details, item_headline
-from analyzer.timewindows import rfc3339
+from analyzer.gate.check import FAIL, UNDECIDED, WARN
+from analyzer.gate.reports.model import Report, ReportItem
+from analyzer.gate.reports.text import item_details, item_headline
+from analyzer.gate.timewindows import rfc3339
 
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 

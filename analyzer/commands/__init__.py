@@ -1,0 +1,1 @@
+"""What a user types: the perfsentinel command and its subcommands."""

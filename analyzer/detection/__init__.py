@@ -1,0 +1,1 @@
+"""Scores, regression verdicts, statistics and the notification budget."""

@@ -1,0 +1,1 @@
+"""The CI gate (perfsentinel check) and its reports."""

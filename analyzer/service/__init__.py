@@ -1,0 +1,1 @@
+"""The scheduled passes: read, fit, score and verdict, publish."""

@@ -8,8 +8,8 @@ from typing import Protocol
 
 class Telemetry(Protocol):
     def prometheus_request(self, outcome: str, seconds: float) -> None:
-        """One HTTP request to Prometheus: outcome is success, client_error, server_error, timeout
-        or connection_error."""
+        """One HTTP request to Prometheus: outcome is success, client_error, server_error, timeout,
+        connection_error or bad_response (an answer that is not a Prometheus API answer of the expected kind)."""
 
     def stage_error(self, stage: str, target: str) -> None:
         """A failure in a pipeline stage (query, fit, score) for one target."""
@@ -22,6 +22,10 @@ class Telemetry(Protocol):
 
     def run_finished(self, job: str, outcome: str, seconds: float) -> None:
         """A scheduled job (score, refit) ended: outcome is success, failure or skipped."""
+
+    def store_error(self, operation: str) -> None:
+        """A read or write of the state directory failed (operation: save, flags, records, touch, history ...);
+        the analysis went on in memory."""
 
 
 class NullTelemetry:
@@ -40,4 +44,7 @@ class NullTelemetry:
         pass
 
     def run_finished(self, job: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def store_error(self, operation: str) -> None:
         pass

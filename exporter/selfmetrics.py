@@ -64,7 +64,8 @@ class SelfMetrics:
         )
         self.requests = Counter(
             "perfsentinel_prometheus_requests",
-            "HTTP requests to Prometheus by outcome (success, client_error, server_error, timeout, connection_error).",
+            "HTTP requests to Prometheus by outcome (success, client_error, server_error, timeout, connection_error, "
+            "bad_response).",
             ["outcome"],
             registry=r,
         )
@@ -74,11 +75,18 @@ class SelfMetrics:
             buckets=REQUEST_BUCKETS,
             registry=r,
         )
+        self.store_errors = Counter(
+            "perfsentinel_store_errors",
+            "Failed reads and writes of the state directory by operation; the analysis goes on in memory and the "
+            "write is retried.",
+            ["operation"],
+            registry=r,
+        )
         for task in ("score", "refit"):
             for outcome in ("success", "failure", "skipped"):
                 self.runs.labels(task, outcome)
             self.run_duration.labels(task)
-        for outcome in ("success", "client_error", "server_error", "timeout", "connection_error"):
+        for outcome in ("success", "client_error", "server_error", "timeout", "connection_error", "bad_response"):
             self.requests.labels(outcome)
 
     # ---- analyzer.telemetry.Telemetry
@@ -96,6 +104,9 @@ class SelfMetrics:
 
     def fallback(self, from_model: str, to_model: str) -> None:
         self.fallbacks.labels(from_model, to_model).inc()
+
+    def store_error(self, operation: str) -> None:
+        self.store_errors.labels(operation).inc()
 
     def run_finished(self, job: str, outcome: str, seconds: float) -> None:
         """``job`` is the scheduler's job (score, refit); it is exported as the ``task`` label so that it never

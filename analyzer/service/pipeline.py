@@ -86,7 +86,7 @@ class Analyzer:
         self.pool = pool or FitPool(workers=1)
         self.shard = shard or Shard(0, 1)
         self.clock = clock
-        self.lifecycle = lifecycle or Lifecycle.from_state_dir(config.state_dir)
+        self.lifecycle = lifecycle or Lifecycle.from_state_dir(config.state_dir, self.telemetry)
         self._auto_models: dict[str, tuple[str, float]] = {}  # target -> (model chosen by ``auto``, when)
         self.states: dict[str, dict[str, SeriesState]] = {t.name: self._stored_states(t) for t in config.targets}
         self._lock = threading.Lock()

@@ -22,14 +22,17 @@ Update strategies (per target ``update_strategy``) decide whether a successful r
 Whatever the strategy: ``accept`` unmasks the flagged periods and adopts the next fit shifted to the current level
 (median residual of the recent samples); ``pin`` freezes a version; ``reset`` forgets the series and refits it.
 CLI actions are queued in the store and applied at the service's next refit pass of the series.
+
+Persistence goes through ``analyzer.state.guarded``: a store that cannot be read or written never stops a refit
+(the new baseline is adopted and scored from in memory; the write is retried at the next pass).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +44,9 @@ from analyzer.detection.scoring import anomaly_scores, gated_band
 from analyzer.models.base import FittedBaseline, Reference, robust_scale
 from analyzer.models.shifted import ShiftedBaseline
 from analyzer.series import Series
-from analyzer.state.store import STORE_FILE, BaselineStore, Flag, StoreError, fingerprint
+from analyzer.state.guarded import GuardedStore
+from analyzer.state.store import BUSY_TIMEOUT, STORE_FILE, BaselineStore, Flag, fingerprint
+from analyzer.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 REFIT_SLICES = 4  # the refit pass runs this many times per refit interval; each series is refitted once
@@ -162,19 +167,28 @@ class SeriesMemory:
 class Lifecycle:
     """Per-series flags, pending actions and decisions; persisted when a store is given."""
 
-    def __init__(self, store: BaselineStore | None = None) -> None:
-        self.store = store
+    def __init__(self, store: BaselineStore | GuardedStore | None = None, telemetry: Telemetry | None = None) -> None:
+        if isinstance(store, BaselineStore):
+            store = GuardedStore(None, telemetry, store)
+        self.store: GuardedStore | None = store
         self.memory: dict[tuple[str, str], SeriesMemory] = {}
 
     @classmethod
-    def from_state_dir(cls, state_dir: str | None) -> Lifecycle:
-        """In memory without ``state_dir``; a store that cannot be created there is a configuration error."""
+    def from_state_dir(
+        cls, state_dir: str | None, telemetry: Telemetry | None = None, busy_timeout: float = BUSY_TIMEOUT
+    ) -> Lifecycle:
+        """In memory without ``state_dir``. A ``state_dir`` that cannot be a directory (a file, under a file, or
+        missing and impossible to create: a typo, a volume that is not mounted) is a configuration error. A
+        directory that exists but whose store cannot be used now (full, read-only, locked) is not: the service
+        starts in memory, counts and logs it, and tries the store again at each refit pass."""
         if not state_dir:
             return cls(None)
+        directory = Path(state_dir)
         try:
-            return cls(BaselineStore.open_or_rebuild(Path(state_dir) / STORE_FILE))
-        except (StoreError, OSError) as exc:
-            raise ConfigError("state_dir", str(exc)) from None
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError("state_dir", f"{directory} is not a usable directory: {exc.strerror or exc}") from None
+        return cls(GuardedStore.open(directory / STORE_FILE, telemetry, busy_timeout))
 
     def _mem(self, target: str, key: str) -> SeriesMemory:
         return self.memory.setdefault((target, key), SeriesMemory())
@@ -184,18 +198,22 @@ class Lifecycle:
         """The stored active baselines of ``target``: scoring starts from them without refitting."""
         if self.store is None:
             return []
-        labels = {s.key: s.labels for s in self.store.series(target)}
-        loaded = []
-        for stored in self.store.active(target):
-            if stored.baseline is None or stored.key not in labels:
-                continue
-            memory = self._mem(target, stored.key)
-            memory.flags = self.store.flags(target, stored.key)
-            memory.checked_until = max([stored.baseline.trained_to, *(f.end for f in memory.flags)])
-            memory.last_attempt = stored.created_at
-            meta = BaselineMeta(stored.version, stored.created_at, stored.reason)
-            loaded.append((stored.key, labels[stored.key], stored.baseline, meta))
-        return loaded
+        loaded = self.store.read("load", lambda store: self._stored(store, target), [])
+        for key, _, baseline, meta, flags in loaded:
+            memory = self._mem(target, key)
+            memory.flags = flags
+            memory.checked_until = max([baseline.trained_to, *(f.end for f in flags)])
+            memory.last_attempt = meta.created_at
+        return [item[:4] for item in loaded]
+
+    @staticmethod
+    def _stored(store: BaselineStore, target: str) -> list[tuple]:
+        labels = {s.key: s.labels for s in store.series(target)}
+        return [
+            (stored.key, labels[stored.key], stored.baseline,
+             BaselineMeta(stored.version, stored.created_at, stored.reason), store.flags(target, stored.key))
+            for stored in store.active(target) if stored.baseline is not None and stored.key in labels
+        ]  # fmt: skip
 
     def records(self, target: str) -> dict[str, ScoreRecord]:
         """The stored score records of ``target``'s series (the calibration of their alert thresholds goes on
@@ -203,7 +221,7 @@ class Lifecycle:
         if self.store is None:
             return {}
         found = {}
-        for key, text in self.store.records(target).items():
+        for key, text in self.store.read("load", lambda store: store.records(target), {}).items():
             try:
                 found[key] = ScoreRecord.from_json(text)
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -211,23 +229,33 @@ class Lifecycle:
         return found
 
     def save_records(self, target: str, records: dict[str, ScoreRecord], now: float) -> None:
-        """Store the records; a failure is logged and the records stay in memory (saved again next time)."""
+        """Store the records. They stay in memory; a write the store refuses is retried at the next pass (as
+        JSON of the record at that time), one that raced a change to a record is saved at the next refit."""
         if self.store is None or not records:
             return
+
+        def write(store: BaselineStore, items: dict[str, ScoreRecord]) -> None:
+            store.save_records(target, {key: record.to_json() for key, record in items.items()}, now)
+
         try:
-            self.store.save_records(target, {key: record.to_json() for key, record in records.items()}, now)
-        except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: a record changed while it was written
+            self.store.write_batch("records", target, dict(records), write)
+        except RuntimeError as exc:  # a record changed while it was written
             log.warning("score records of target %s not saved: %s", target, exc)
+
+    def flush(self) -> bool:
+        """Write what the store refused so far (before the service stops); True when nothing is pending."""
+        return self.store is None or self.store.flush()
 
     # ------------------------------------------------------------ refit pass
     def begin_pass(self, target: str, retention: float, now: float) -> set[str]:
         """Read the CLI's queued actions and pins; prune series unseen for ``retention``. Returns pruned keys."""
         if self.store is None:
             return set()
-        pruned = set(self.store.prune(target, now - retention))
+        self.store.begin_pass(now)  # retries what the store refused at the last pass
+        pruned = set(self.store.read("prune", lambda store: store.prune(target, now - retention), []))
         for key in pruned:
             self.memory.pop((target, key), None)
-        for record in self.store.series(target):
+        for record in self.store.read("read", lambda store: store.series(target), []):
             memory = self._mem(target, record.key)
             memory.pinned = record.pinned_version
             memory.action = (record.pending_action, record.pending_note) if record.pending_action else None
@@ -259,8 +287,8 @@ class Lifecycle:
             for flag in memory.flags:
                 if flag.accepted_at is None:
                     flag.accepted_at, flag.note = now, memory.action[1]
-        if self.store is not None and memory.flags != before:
-            self.store.replace_flags(target.name, series.key, memory.flags)
+        if memory.flags != before:
+            self._save_flags(target.name, series.key, memory.flags)
         return mask(series.timestamps, series.values, memory.flags)
 
     def _update_flags(self, target, series: Series, current: FittedBaseline, memory: SeriesMemory) -> None:
@@ -288,8 +316,17 @@ class Lifecycle:
             return
         before = list(memory.flags)
         memory.flags = merge_flags(memory.flags + [Flag(start, end, "regression")], MERGE_GAP)
-        if self.store is not None and memory.flags != before:
-            self.store.replace_flags(target, key, memory.flags)
+        if memory.flags != before:
+            self._save_flags(target, key, memory.flags)
+
+    def _save_flags(self, target: str, key: str, flags: list[Flag]) -> None:
+        if self.store is not None:
+            kept = [replace(flag) for flag in flags]  # as they are now: accept() edits flags in place
+            self.store.write("flags", target, key, lambda store: store.replace_flags(target, key, kept))
+
+    def _save_decision(self, target: str, key: str, decision: Callable[[], str]) -> None:
+        if self.store is not None:
+            self.store.write("decision", target, key, lambda store: store.set_decision(target, key, decision()))
 
     # ------------------------------------------------------------ decision
     def consider(
@@ -307,10 +344,10 @@ class Lifecycle:
         if action is not None and (decision.adopt or decision.reason == "pinned"):
             memory.action = None
             if self.store is not None:
-                self.store.clear_action(target.name, series.key)
+                self.store.write("action", target.name, series.key,
+                                 lambda store: store.clear_action(target.name, series.key))  # fmt: skip
         if not decision.adopt:
-            if self.store is not None:
-                self.store.set_decision(target.name, series.key, f"kept: {decision.reason}")
+            self._save_decision(target.name, series.key, lambda: f"kept: {decision.reason}")
             return current, current_meta, f"kept v{current_meta.version if current_meta else '?'}: {decision.reason}"
         adopted = self._shifted(candidate, series, now) if decision.shift else candidate
         meta = self._record(target.name, series, training, adopted, decision.reason, now, current_meta)
@@ -354,22 +391,30 @@ class Lifecycle:
 
     def _record(self, target: str, series: Series, training: np.ndarray, baseline: FittedBaseline, reason: str,
                 now: float, current_meta: BaselineMeta | None) -> BaselineMeta:  # fmt: skip
+        """The adopted baseline's metadata. The version is the next one; when the store cannot save it now it
+        is adopted anyway and the save retried, and the version the store gives it replaces this one."""
+        meta = BaselineMeta((current_meta.version if current_meta else 0) + 1, now, reason)
         if self.store is None:
-            return BaselineMeta((current_meta.version if current_meta else 0) + 1, now, reason)
-        version = self.store.save(
-            target, series.key, baseline, fingerprint=fingerprint(series.timestamps, training),
-            quality=fit_quality(baseline, series.timestamps, training), reason=reason, created_at=now,
-            params=getattr(baseline, "params", None) or {"seasonality": baseline.seasonality.name},
-        )  # fmt: skip
-        self.store.set_decision(target, series.key, f"adopted v{version}: {reason}")
-        return BaselineMeta(version, now, reason)
+            return meta
+        key = series.key
+        quality = fit_quality(baseline, series.timestamps, training)
+        params = getattr(baseline, "params", None) or {"seasonality": baseline.seasonality.name}
+        digest = fingerprint(series.timestamps, training)
+
+        def save(store: BaselineStore) -> None:
+            meta.version = store.save(target, key, baseline, fingerprint=digest, quality=quality, reason=reason,
+                                      created_at=now, params=params)  # fmt: skip
+
+        self.store.write("save", target, key, save)
+        self._save_decision(target, key, lambda: f"adopted v{meta.version}: {reason}")
+        return meta
 
     def activate_pinned(self, target: str, key: str) -> tuple[FittedBaseline, BaselineMeta] | None:
         """The pinned version of a series when it is not the one in use (a pin set from the CLI)."""
         version = self._mem(target, key).pinned
         if self.store is None or version is None:
             return None
-        stored = self.store.get(target, key, version)
+        stored = self.store.read("read", lambda store: store.get(target, key, version), None)
         if stored is None or stored.baseline is None:
             return None
         return stored.baseline, BaselineMeta(stored.version, stored.created_at, stored.reason)
@@ -377,10 +422,8 @@ class Lifecycle:
     def seen(self, target: str, series: list[Series], now: float) -> None:
         if self.store is None:
             return
-        with self.store.db:
-            self.store.db.execute("BEGIN IMMEDIATE")
-            for item in series:
-                self.store.touch_series(target, item.key, item.labels, now)
+        seen = {item.key: (item.labels, now) for item in series}
+        self.store.write_batch("touch", target, seen, lambda store, items: store.touch_many(target, items))
 
 
 def fit_quality(baseline: FittedBaseline, timestamps: np.ndarray, values: np.ndarray) -> dict:

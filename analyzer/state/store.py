@@ -15,11 +15,16 @@ a file written by a newer format is refused with a clear error, and a row that n
 series is refitted) rather than crashing the service.
 
 Concurrency: WAL journal and a 10 s busy timeout, so the CLI can write while the service reads.
+
+Faults: opening raises ``StoreCorrupt`` for a file that is not a store of this format (the service moves it aside)
+and ``StoreUnavailable`` for a store that is fine but cannot be used now (disk full, read-only, locked, I/O error);
+``analyzer.state.guarded`` keeps the service running in memory through the second kind.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -40,6 +45,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 STORE_FILE = "baselines.sqlite"
 KEEP_VERSIONS = 5  # older unpinned versions are deleted
+BUSY_TIMEOUT = 10.0  # seconds a write waits for another process' lock before it fails
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -66,6 +72,23 @@ CREATE TABLE IF NOT EXISTS records (
 
 class StoreError(RuntimeError):
     """The store file cannot be used (not SQLite, corrupt, written by a newer format, unwritable)."""
+
+
+class StoreCorrupt(StoreError):
+    """The file is not a baseline store this version can read (not SQLite, corrupt, a newer format)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be used now (disk full, read-only, locked, I/O error); the file itself may be fine."""
+
+
+CORRUPT_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+def is_corruption(exc: sqlite3.Error) -> bool:
+    """Whether SQLite says the file itself is bad, as opposed to the disk, a lock or permissions."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in CORRUPT_CODES
 
 
 # ---------------------------------------------------------------- serialisation
@@ -192,51 +215,68 @@ class Flag:
 
 # ---------------------------------------------------------------- the store
 class BaselineStore:
-    def __init__(self, path: str | Path, create: bool = True) -> None:
+    def __init__(self, path: str | Path, create: bool = True, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.path = Path(path)
         if not create and not self.path.exists():
             raise StoreError(f"no baseline store at {self.path} (the service creates it on its first start)")
+        self.db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
+            self.db = sqlite3.connect(self.path, timeout=busy_timeout, check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
             self._check_format()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"baseline store {self.path} is unusable: {exc}") from None
+            self._close_quietly()
+            kind = StoreCorrupt if is_corruption(exc) else StoreUnavailable
+            raise kind(f"baseline store {self.path} is unusable: {exc}") from None
         except OSError as exc:
-            raise StoreError(f"baseline store {self.path} cannot be opened: {exc}") from None
+            self._close_quietly()
+            raise StoreUnavailable(f"baseline store {self.path} cannot be opened: {exc}") from None
+        except StoreError:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        if self.db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.close()
 
     @classmethod
     def in_dir(cls, state_dir: str | Path, create: bool = True) -> BaselineStore:
         return cls(Path(state_dir) / STORE_FILE, create)
 
     @classmethod
-    def open_or_rebuild(cls, path: str | Path) -> BaselineStore:
-        """For the service: a corrupt or foreign file is moved aside (``<file>.corrupt-<unix time>``) and a fresh
-        store is created, so a bad file costs one refit of everything instead of a crash loop."""
+    def open_or_rebuild(cls, path: str | Path, busy_timeout: float = BUSY_TIMEOUT) -> BaselineStore:
+        """For the service: a corrupt or foreign file is moved aside (``<file>.corrupt-<unix time>``, with its
+        ``-wal`` and ``-shm`` files beside it) and a fresh store is created, so a bad file costs one refit of
+        everything instead of a crash loop. Nothing is deleted. A store that cannot be opened for another reason
+        (disk full, read-only, locked), or a bad file that cannot be moved aside, raises ``StoreUnavailable``."""
+        path = Path(path)
         try:
-            return cls(path)
-        except StoreError as exc:
-            path = Path(path)
-            if not path.exists():
-                raise
+            return cls(path, busy_timeout=busy_timeout)
+        except StoreCorrupt as exc:
             aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            try:
+                path.rename(aside)
+                for suffix in ("-wal", "-shm"):
+                    companion = Path(f"{path}{suffix}")
+                    if companion.exists():
+                        companion.rename(f"{aside}{suffix}")
+            except OSError as move:
+                raise StoreUnavailable(f"{exc}; it cannot be moved aside ({move})") from None
             log.error("%s; moved it to %s and starting with an empty store", exc, aside)
-            path.rename(aside)
-            for suffix in ("-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-            return cls(path)
+            return cls(path, busy_timeout=busy_timeout)
 
     def _check_format(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('format', ?)", (str(FORMAT_VERSION),))
         elif int(row[0]) > FORMAT_VERSION:
-            raise StoreError(f"baseline store {self.path} has format {row[0]}, this version reads {FORMAT_VERSION}")
+            raise StoreCorrupt(f"baseline store {self.path} has format {row[0]}, this version reads {FORMAT_VERSION}")
 
     def close(self) -> None:
-        self.db.close()
+        self._close_quietly()
 
     # ------------------------------------------------------------ series
     def touch_series(self, target: str, key: str, labels: dict[str, str], seen_at: float) -> None:
@@ -245,6 +285,13 @@ class BaselineStore:
             "ON CONFLICT (target, key) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)",
             (target, key, json.dumps(labels, sort_keys=True), seen_at),
         )
+
+    def touch_many(self, target: str, seen: dict[str, tuple[dict[str, str], float]]) -> None:
+        """``touch_series`` for each key -> (labels, seen_at), in one transaction."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            for key, (labels, seen_at) in seen.items():
+                self.touch_series(target, key, labels, seen_at)
 
     def series(self, target: str | None = None) -> list[SeriesRecord]:
         sql = "SELECT * FROM series" + (" WHERE target = ?" if target else "") + " ORDER BY target, key"

@@ -12,9 +12,19 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from analyzer.results import SeriesResult
-from exporter.families import PREFIX, Family, LabelCache, label_body, series_labels
+from exporter.families import (
+    PREFIX,
+    RESERVED_LABELS,
+    Family,
+    LabelCache,
+    classic_name,
+    distinct_bodies,
+    label_body,
+    series_labels,
+)
 
 INFO_LABELS = ("model", "version", "reason", "trained_from", "trained_to")
+INFO_RESERVED = frozenset(RESERVED_LABELS + INFO_LABELS)
 
 
 @lru_cache(maxsize=65536)  # series fitted in one pass share their training window
@@ -22,10 +32,14 @@ def rfc3339(seconds: float | None) -> str:
     return "" if seconds is None else datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def info_body(result: SeriesResult, series_body: str) -> str:
-    """The series labels (an input label named like an info label becomes ``exported_<name>``) plus the info."""
-    if any(name in result.labels for name in INFO_LABELS):
-        labels = {(f"exported_{k}" if k in INFO_LABELS else k): v for k, v in series_labels(result).items()}
+def info_body(result: SeriesResult, series_body: str, annotate: bool = False) -> str | None:
+    """The series labels (an input label exported under an info label's name becomes ``exported_<name>``) plus
+    the info. With ``annotate``: the same with ``renamed_labels`` (see ``series_labels``), None if nothing was
+    renamed."""
+    if annotate or any(classic_name(name) in INFO_LABELS for name in result.labels):
+        labels = series_labels(result, INFO_RESERVED, annotate)
+        if labels is None:
+            return None
         series_body = label_body(labels)
     info = {"model": result.model or "", "version": str(result.baseline_version),
             "reason": result.baseline_reason or "", "trained_from": rfc3339(result.baseline_trained_from),
@@ -46,6 +60,7 @@ def baseline_families(results: Sequence[SeriesResult], bodies: Sequence[str], ca
     age.bodies, age.values = [b for _, b in aged], [r.baseline_age_seconds for r, _ in aged]
     keys = [("info", b, r.model, r.baseline_version, r.baseline_reason, r.baseline_trained_from,
              r.baseline_trained_to) for r, b in based]  # fmt: skip
-    info.bodies = cache.lookup(keys, lambda i: info_body(*based[i]))
+    bodies = cache.lookup(keys, lambda i: info_body(*based[i]))
+    info.bodies = distinct_bodies(bodies, lambda i: info_body(*based[i], annotate=True))
     info.values = [1.0] * len(based)
     return [age, info]

@@ -1,8 +1,10 @@
 """Turns an analysis snapshot into Prometheus metric families. No statistics here: values are copied.
 
-Each series keeps its input labels plus ``target``; an input label that would clash with a label Perf
-Sentinel adds (``target``, ``bound``, ``status``, ``reason``) is renamed ``exported_<name>``, as Prometheus
-does on scrape conflicts.
+Each series keeps its input labels plus ``target``. Label names are made valid for the classic exposition format
+(``classic_name``, Prometheus' rule for OTLP attributes), an input label that would clash with a label Perf
+Sentinel adds (``RESERVED_LABELS``) is renamed ``exported_<name>`` as Prometheus does on scrape conflicts, and a
+name that is still taken gets ``_2``, ``_3``, ...: two input series never export the same label set
+(``distinct_bodies``). docs/metrics.md states the rule.
 
 Families are columns: one list of rendered label sets and one list of values, so ``exporter.text`` renders a
 family with a few C-level list operations instead of a Python call per sample (prometheus_client's generic
@@ -12,8 +14,12 @@ between analyses in a ``LabelCache``, since the same series come back every minu
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import attrgetter
 
 import numpy as np
@@ -21,7 +27,12 @@ import numpy as np
 from analyzer.results import STATUSES, SeriesResult, Snapshot
 
 PREFIX = "perfsentinel_"
-RESERVED_LABELS = ("target", "bound", "status", "reason", "event")
+RENAMED_LABEL = "renamed_labels"  # added only to tell apart series whose renamed label sets coincide
+# labels Perf Sentinel adds, and those the text format keeps for histograms and summaries (promtool flags them)
+RESERVED_LABELS = ("target", "bound", "status", "reason", "event", RENAMED_LABEL, "le", "quantile")
+SERIES_RESERVED = frozenset(RESERVED_LABELS)
+CLASSIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+INVALID_NAME_CHARACTER = re.compile(r"[^a-zA-Z0-9_]")
 
 
 @dataclass
@@ -44,19 +55,102 @@ class Family:
 
 
 def escape(value: str) -> str:
+    """A label value for the text format: backslash, newline and double quote escaped; any other character is
+    allowed, except lone surrogates (a JSON answer can carry them; they are not UTF-8 and would make the whole
+    body unencodable), which become "?"."""
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
     if "\\" in value or "\n" in value or '"' in value:
         return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
     return value
 
 
 def label_body(labels: dict[str, str]) -> str:
+    """Names must be valid already (``exported_names``); values are escaped."""
     return ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
 
 
-def series_labels(result: SeriesResult) -> dict[str, str]:
-    labels = {(f"exported_{k}" if k in RESERVED_LABELS else k): v for k, v in result.labels.items()}
+@lru_cache(maxsize=65536)
+def classic_name(name: str) -> str:
+    """``name`` if it is a valid classic label name, else Prometheus' translation of an OTLP attribute name
+    (otlptranslator's NormalizeLabel): each character outside [a-zA-Z0-9_] becomes "_", a leading digit gets
+    "key_" in front and a leading "_" gets "key" (Prometheus exempts "__", but names starting with "__" are
+    reserved for its own use, so here they get it too); an empty name becomes "key_"."""
+    if CLASSIC_NAME.fullmatch(name):
+        return name
+    sanitized = INVALID_NAME_CHARACTER.sub("_", name)
+    if not sanitized or sanitized[0] in "0123456789":
+        return "key_" + sanitized
+    return "key" + sanitized if sanitized[0] == "_" else sanitized
+
+
+@lru_cache(maxsize=4096)  # series of a query share their label names
+def exported_names(names: tuple[str, ...], reserved: frozenset[str]) -> tuple[str, ...]:
+    """The exported name of each input label name: valid names that Perf Sentinel does not add are kept; the
+    others, taken in sorted order, get ``classic_name``, then ``exported_`` in front if Perf Sentinel adds that
+    label, then ``_2``, ``_3``, ... while the name is taken (Prometheus' OTLP translation would join the values
+    of colliding names with ";" instead, which can merge two series)."""
+    wanted = tuple(map(classic_name, names))
+    if wanted == names and reserved.isdisjoint(names):
+        return names
+    kept = {name for name in names if classic_name(name) == name and name not in reserved}
+    exported = {name: name for name in kept}
+    taken = set(kept)
+    for name in sorted(set(names) - kept):
+        base = classic_name(name)
+        base = f"exported_{base}" if base in reserved else base
+        candidate, suffix = base, 2
+        while candidate in taken or candidate in reserved:
+            candidate, suffix = f"{base}_{suffix}", suffix + 1
+        exported[name] = candidate
+        taken.add(candidate)
+    return tuple(exported[name] for name in names)
+
+
+@lru_cache(maxsize=4096)
+def _kept_in_order(names: tuple[str, ...], reserved: frozenset[str]) -> bool:
+    """Every name is kept as it is, and they are sorted (Prometheus returns them sorted)."""
+    return exported_names(names, reserved) == names and list(names) == sorted(names)
+
+
+def series_labels(
+    result: SeriesResult, reserved: frozenset[str] = SERIES_RESERVED, annotate: bool = False
+) -> dict[str, str] | None:
+    """The exported labels of a series: its input labels under their ``exported_names``, sorted by name (as
+    Prometheus returns them, so that equal label sets render as equal text), then ``target``.
+
+    With ``annotate``, a series with renamed labels also gets ``renamed_labels``, a JSON object of exported name
+    -> input name, which tells apart two series whose renamed label sets coincide (``{a.b="x"}`` and
+    ``{a_b="x"}``); a series without renamed labels gives None then (it needs no annotation)."""
+    present = result.labels if all(result.labels.values()) else {k: v for k, v in result.labels.items() if v}
+    names = tuple(present)  # an empty value is no label in Prometheus: {a=""} is the series {}
+    if not annotate and _kept_in_order(names, reserved):  # the usual case, once per series: keep it short
+        labels = dict(present)
+        labels["target"] = result.target
+        return labels
+    exported = exported_names(names, reserved)
+    labels = dict(sorted(zip(exported, present.values(), strict=True)))
     labels["target"] = result.target
+    if annotate:
+        renamed = {new: old for old, new in zip(names, exported, strict=True) if new != old}
+        if not renamed:
+            return None
+        labels[RENAMED_LABEL] = json.dumps(renamed, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return labels
+
+
+def distinct_bodies(bodies: list[str], annotated: Callable[[int], str | None]) -> list[str]:
+    """``bodies`` with every label set that occurs more than once replaced by ``annotated(i)`` (the label set
+    with ``renamed_labels``) where that is not None. Renaming can map two input label sets to one; the
+    annotated sets differ because the input sets do. Costs one set of the bodies when nothing collides."""
+    if len(set(bodies)) == len(bodies):
+        return bodies
+    counts = Counter(bodies)
+    distinct = list(bodies)
+    for index, body in enumerate(bodies):
+        if counts[body] > 1:
+            distinct[index] = annotated(index) or body
+    return distinct
 
 
 class LabelCache:
@@ -80,8 +174,15 @@ class LabelCache:
 
 
 def series_bodies(results: Sequence[SeriesResult], cache: LabelCache) -> list[str]:
+    """The rendered label set of each series, distinct for distinct series."""
     keys = [(r.target, *r.labels.items()) for r in results]
-    return cache.lookup(keys, lambda i: label_body(series_labels(results[i])))
+    bodies = cache.lookup(keys, lambda i: label_body(series_labels(results[i])))
+    return distinct_bodies(bodies, lambda i: _annotated_body(results[i]))
+
+
+def _annotated_body(result: SeriesResult) -> str | None:
+    labels = series_labels(result, annotate=True)
+    return None if labels is None else label_body(labels)
 
 
 @dataclass(frozen=True)

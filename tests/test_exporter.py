@@ -1,6 +1,7 @@
 """Exposition: contract, label handling, `promtool check metrics`, and the HTTP endpoints."""
 
 import math
+import random
 import subprocess
 
 import numpy as np
@@ -9,7 +10,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from analyzer.results import ERROR, INSUFFICIENT_DATA, OK, SeriesResult, Snapshot, TargetOutcome
-from exporter.families import LabelCache
+from exporter.families import LabelCache, classic_name
 from exporter.selfmetrics import SelfMetrics
 from exporter.server import Exposition, MetricsServer, render_snapshot
 from tests.conftest import require_tools
@@ -113,3 +114,111 @@ def test_numpy_scalars_infinities_and_nan_render_as_prometheus_numbers():
     assert 'perfsentinel_drift_score{service="inf"' not in text  # NaN: no sample, not a fake value
     scores = {s.labels["service"]: s.value for s in parsed(text.encode())["perfsentinel_anomaly_score"].samples}
     assert scores == {"np": 1.5, "inf": math.inf}
+
+
+# ---------------------------------------------------------------- label names and values
+AWKWARD_NAMES = ["http.method", "http_method", "0abc", "key_0abc", "a-b", "a_b", "a.b", "名前", "key__", "", "key_",
+                 "service.name", "_x", "_x.y", "target", "exported_target", "exported_target_2", "model",
+                 "trained.from", "renamed_labels", "job", "le"]  # fmt: skip
+AWKWARD_VALUES = ["x", "", 'q"uote', "back\\slash", "new\nline", "名前", "lone \ud800 surrogate", "tab\tcr\r",
+                  "a,b=c}", "\\n", "y"]  # fmt: skip
+
+
+def prometheus_identity(labels: dict[str, str]) -> frozenset:
+    """A label set as Prometheus stores it: a label with an empty value is no label."""
+    return frozenset((k, v) for k, v in labels.items() if v != "")
+
+
+def awkward_snapshot(seed: int, count: int) -> Snapshot:
+    """``count`` distinct series (as Prometheus tells series apart) with random label sets of the awkward names
+    and values, every field filled."""
+    rng = random.Random(seed)
+    results, seen = [], set()
+    while len(results) < count:
+        names = rng.sample(AWKWARD_NAMES, rng.randint(0, 4))
+        labels = {name: rng.choice(AWKWARD_VALUES) for name in names}
+        target, i = rng.choice(["t1", "t.2"]), len(results)
+        if (target, prometheus_identity(labels)) in seen:
+            continue
+        seen.add((target, prometheus_identity(labels)))
+        results.append(SeriesResult(target, labels, OK, "", 1.7e9, 0.3, 0.25, 0.2, 0.3, 1.0 + i, "stl", "weekly",
+                                    drift_score=0.1, baseline_version=1, baseline_age_seconds=60.0,
+                                    baseline_reason="initial", baseline_trained_from=1.69e9,
+                                    baseline_trained_to=1.7e9))  # fmt: skip
+    return Snapshot(1.7e9, results, [TargetOutcome("t1", True), TargetOutcome("t.2", True)])
+
+
+@pytest.mark.parametrize(
+    ("name", "exported"),
+    [("http.method", "http_method"), ("service.name", "service_name"), ("a-b", "a_b"), ("0abc", "key_0abc"),
+     ("名前", "key__"), ("", "key_"), ("_x.y", "key_x_y"), ("__x.y", "key__x_y"), ("_valid", "_valid"),
+     ("Valid_9", "Valid_9")],
+)  # fmt: skip
+def test_label_names_are_translated_as_prometheus_translates_otlp_attributes(name: str, exported: str):
+    assert classic_name(name) == exported
+    text = render_snapshot(Snapshot(1.7e9, [SeriesResult("t", {name: "v"}, OK, "", 1.7e9, 1.0, 1.0, 0.5, 1.5, 0.5)],
+                                    [])).decode()  # fmt: skip
+    assert f'perfsentinel_anomaly_score{{{exported}="v",target="t"}} 0.5\n' in text
+
+
+def test_colliding_names_keep_every_value_and_valid_names_are_never_renamed():
+    result = SeriesResult("t", {"a.b": "dot", "a_b": "underscore", "a-b": "dash", "target": "t0",
+                                "exported_target": "e"}, OK, "", 1.7e9, 1.0, 1.0, 0.5, 1.5, 0.5)  # fmt: skip
+    (sample,) = parsed(render_snapshot(Snapshot(1.7e9, [result], [])))["perfsentinel_anomaly_score"].samples
+    # kept: the valid names; renamed in sorted order of the input names ("a-b" < "a.b" < "target")
+    assert sample.labels == {"a_b": "underscore", "a_b_2": "dash", "a_b_3": "dot", "exported_target": "e",
+                             "exported_target_2": "t0", "target": "t"}  # fmt: skip
+
+
+def test_series_that_rename_to_the_same_labels_stay_apart():
+    results = [SeriesResult("t", labels, OK, "", 1.7e9, 1.0, 1.0, 0.5, 1.5, score, baseline_version=1)
+               for score, labels in enumerate([{"a.b": "x"}, {"a_b": "x"}, {"a-b": "x"}, {"target": "x"},
+                                               {"exported_target": "x"}])]  # fmt: skip
+    cache = LabelCache()
+    for _ in range(2):  # the second render takes the label sets from the cache
+        families = parsed(render_snapshot(Snapshot(1.7e9, results, []), cache))
+        scores = {frozenset(s.labels.items()): s.value for s in families["perfsentinel_anomaly_score"].samples}
+        assert scores == {
+            frozenset({"a_b": "x", "target": "t", "renamed_labels": '{"a_b":"a.b"}'}.items()): 0.0,
+            frozenset({"a_b": "x", "target": "t"}.items()): 1.0,  # no renamed label: keeps its label set
+            frozenset({"a_b": "x", "target": "t", "renamed_labels": '{"a_b":"a-b"}'}.items()): 2.0,
+            frozenset(
+                {"exported_target": "x", "target": "t", "renamed_labels": '{"exported_target":"target"}'}.items()
+            ): 3.0,  # fmt: skip
+            frozenset({"exported_target": "x", "target": "t"}.items()): 4.0,
+        }
+        assert len({frozenset(s.labels.items()) for s in families["perfsentinel_baseline_info"].samples}) == 5
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_awkward_labels_give_a_valid_exposition_with_one_series_per_input_series(seed: int):
+    require_tools("promtool")
+    distinct = 400
+    snapshot = awkward_snapshot(seed, distinct)
+    telemetry = SelfMetrics()
+    telemetry.prometheus_request("success", 0.05)
+    telemetry.stage_error("query", "t.2")
+    exposition = Exposition(telemetry)
+    exposition.publish(snapshot)
+    body = exposition.body()
+    check = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout == b"" and check.stderr == b""
+    families = parsed(body)
+    assert "perfsentinel_runs" in families  # the self-monitoring is served and parses too
+    for name in ("perfsentinel_anomaly_score", "perfsentinel_observed_value", "perfsentinel_baseline_info"):
+        exported = {prometheus_identity(s.labels) for s in families[name].samples}
+        assert len(exported) == distinct == len(families[name].samples), name
+    expected = {prometheus_identity(s.labels) for s in families["perfsentinel_expected_value"].samples}
+    assert len(expected) == 3 * distinct
+
+
+def test_label_values_are_escaped_for_the_text_format():
+    values = ['q"uote', "back\\slash", "new\nline", "名前 ünïcødé", "tab\tcr\r", "\\n literally"]
+    results = [SeriesResult("t", {"v": value}, OK, "", 1.7e9, 1.0, 1.0, 0.5, 1.5, float(i))
+               for i, value in enumerate(values)]  # fmt: skip
+    samples = parsed(render_snapshot(Snapshot(1.7e9, results, [])))["perfsentinel_anomaly_score"].samples
+    assert {s.labels["v"]: s.value for s in samples} == {value: float(i) for i, value in enumerate(values)}
+    lone = render_snapshot(Snapshot(1.7e9, [SeriesResult("t", {"v": "a\udc80b"}, OK, "", 1.7e9, 1.0, 1.0, 0.5,
+                                                         1.5, 1.0)], []))  # fmt: skip
+    assert b'{v="a?b",target="t"}' in lone  # not UTF-8: replaced, and the rest of the body still renders

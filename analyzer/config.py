@@ -137,7 +137,8 @@ def as_listen(value: Any, path: str) -> str:
 
 def as_url(value: Any, path: str) -> str:
     if not re.match(r"^https?://[^/\s]+", as_str(value, path)):
-        raise ConfigError(path, f"expected an http:// or https:// URL, got {value!r}")
+        shown = re.sub(r"(://[^:@/\s]*:)[^/\s]*@", r"\1***@", value)  # never echo a password
+        raise ConfigError(path, f"expected an http:// or https:// URL, got {shown!r}")
     return value.rstrip("/")
 
 
@@ -449,12 +450,50 @@ def build_targets(raw: Any, defaults: Any) -> tuple[TargetConfig, ...]:
     return targets
 
 
+def read_secret_file(path: str) -> str:
+    """The stripped content of a token or password file; OSError or ValueError (empty, not UTF-8) says why not."""
+    with open(path, encoding="utf-8") as handle:
+        value = handle.read().strip()
+    if not value:
+        raise ValueError("the file is empty")
+    return value
+
+
+def check_auth(prometheus: PrometheusConfig) -> None:
+    """One way to authenticate, as Prometheus' own client config requires: which one wins is never a guess."""
+    given = [key for key in ("bearer_token", "bearer_token_file", "basic_auth") if getattr(prometheus, key)]
+    if len(given) > 1:
+        raise ConfigError(f"prometheus.{given[1]}", f"give only one of bearer_token, bearer_token_file, basic_auth "
+                          f"(also set: {given[0]})")  # fmt: skip
+    basic = prometheus.basic_auth
+    if basic is not None and basic.password and basic.password_file:
+        raise ConfigError("prometheus.basic_auth.password_file", "give password or password_file, not both")
+
+
+def check_credential_files(prometheus: PrometheusConfig) -> None:
+    """A token or password file must be readable when the config is loaded (it is re-read when it changes)."""
+    files = {"prometheus.bearer_token_file": prometheus.bearer_token_file}
+    if prometheus.basic_auth is not None:
+        files["prometheus.basic_auth.password_file"] = prometheus.basic_auth.password_file
+    for key, path in files.items():
+        if not path:
+            continue
+        try:
+            read_secret_file(path)
+        except OSError as exc:
+            raise ConfigError(key, f"cannot read {path}: {exc.strerror or exc}") from None
+        except ValueError as exc:  # UnicodeDecodeError included
+            problem = "the file is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
+            raise ConfigError(key, f"cannot use {path}: {problem}") from None
+
+
 def build_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
     raw = substitute_env(raw, os.environ if env is None else env)
     top = check_mapping(raw, TOP_FIELDS, "")
-    prometheus = check_mapping(top["prometheus"], PROMETHEUS_FIELDS, "prometheus")
+    prometheus = PrometheusConfig(**check_mapping(top["prometheus"], PROMETHEUS_FIELDS, "prometheus"))
+    check_auth(prometheus)
     return Config(
-        prometheus=PrometheusConfig(**prometheus),
+        prometheus=prometheus,
         targets=build_targets(top["targets"], top["defaults"]),
         schedule=ScheduleConfig(**check_mapping(top["schedule"], SCHEDULE_FIELDS, "schedule")),
         timezone=top["timezone"],
@@ -464,7 +503,8 @@ def build_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
 
 
 def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a YAML config file; raises ConfigError (never a bare YAML or KeyError)."""
+    """Read and validate a YAML config file, and check that its token and password files can be read; raises
+    ConfigError (never a bare YAML or KeyError)."""
     try:
         with open(path, encoding="utf-8") as handle:
             raw = yaml.safe_load(handle)
@@ -472,7 +512,9 @@ def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError("", f"{path} is not valid YAML: {exc}") from None
-    return build_config(raw, env)
+    config = build_config(raw, env)
+    check_credential_files(config.prometheus)
+    return config
 
 
 def with_prometheus_url(config: Config, url: str) -> Config:

@@ -47,8 +47,10 @@ DESCRIPTIONS = {
     "listen": "HTTP address of `perfsentinel run` (`/metrics`, `/healthz`, `/readyz`); `--listen` overrides it",
     "state_dir": "folder of the baseline store (`baselines.sqlite`); none: baselines in memory, refit at restart",
     "prometheus.url": "base URL of the Prometheus HTTP API (http or https); `--prometheus-url` overrides it",
-    "prometheus.bearer_token": "`Authorization: Bearer` token",
-    "prometheus.bearer_token_file": "file holding the bearer token (a mounted Kubernetes secret)",
+    "prometheus.bearer_token": "`Authorization: Bearer` token; at most one of `bearer_token`, `bearer_token_file`, "
+    "`basic_auth`",
+    "prometheus.bearer_token_file": "file holding the bearer token (a mounted Kubernetes secret): unreadable or empty "
+    "at load is a config error; re-read when it changes, the last good token kept if it disappears",
     "prometheus.basic_auth": "HTTP basic auth (section below)",
     "prometheus.ca_file": "CA bundle for TLS verification",
     "prometheus.tls_verify": "`false` disables certificate checks",
@@ -59,8 +61,9 @@ DESCRIPTIONS = {
     "prometheus.max_backoff": "cap of the retry delay",
     "prometheus.max_points_per_request": "long ranges are split so no request exceeds this many points per series",
     "prometheus.basic_auth.username": "user name",
-    "prometheus.basic_auth.password": "password, inline",
-    "prometheus.basic_auth.password_file": "file holding the password",
+    "prometheus.basic_auth.password": "password, inline (or `password_file`, not both)",
+    "prometheus.basic_auth.password_file": "file holding the password: checked at load and re-read when it changes, "
+    "like `bearer_token_file`",
     "schedule.score_every": "score job interval",
     "schedule.refit_every": "refit interval; each series is refitted once per interval, in its own slot",
     "schedule.fit_workers": "fit processes; 0 = one per CPU core, 1 = fit in the service process",

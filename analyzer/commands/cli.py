@@ -82,8 +82,12 @@ def _common(command: argparse.ArgumentParser) -> None:
 
 
 def load(args: argparse.Namespace) -> Config:
+    from analyzer.prometheus.credentials import redact_logs
+
     config = load_config(args.config)
-    return with_prometheus_url(config, args.prometheus_url) if args.prometheus_url else config
+    config = with_prometheus_url(config, args.prometheus_url) if args.prometheus_url else config
+    redact_logs(config.prometheus)  # no log line, traceback included, shows a password or token
+    return config
 
 
 # ---------------------------------------------------------------- commands

@@ -18,6 +18,7 @@ import numpy as np
 import requests
 
 from analyzer.config import PrometheusConfig
+from analyzer.prometheus.credentials import PrometheusAuth, redact
 from analyzer.series import Series, grid
 from analyzer.telemetry import NullTelemetry, Telemetry
 
@@ -53,22 +54,12 @@ def split_range(start: float, end: float, step: float, max_points: int) -> list[
     return chunks
 
 
-def _read_secret(value: str | None, path: str | None) -> str | None:
-    if path:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip()
-    return value
-
-
 def build_session(config: PrometheusConfig) -> requests.Session:
+    """A session whose Authorization header is set per request (token and password files re-read on change)."""
     session = requests.Session()
     session.headers.update(config.headers)
-    token = _read_secret(config.bearer_token, config.bearer_token_file)
-    if token:
-        session.headers["Authorization"] = f"Bearer {token}"
-    if config.basic_auth:
-        auth = config.basic_auth
-        session.auth = (auth.username, _read_secret(auth.password, auth.password_file) or "")
+    if PrometheusAuth.configured(config):
+        session.auth = PrometheusAuth(config)
     session.verify = config.ca_file if (config.tls_verify and config.ca_file) else config.tls_verify
     return session
 
@@ -125,7 +116,8 @@ class PrometheusReader:
             last_error = f"{outcome}: {payload}"
             if attempt < self.config.retries:
                 self.sleep(self._backoff(attempt))
-        raise PrometheusUnavailable(f"{self.config.url} failed {self.config.retries + 1} times, last: {last_error}")
+        message = f"{self.config.url} failed {self.config.retries + 1} times, last: {last_error}"
+        raise PrometheusUnavailable(redact(message, self.config))
 
     # ------------------------------------------------------------ API
     def query_range(self, query: str, start: float, end: float, step: float) -> list[Series]:

@@ -81,7 +81,9 @@ class GuardedStore:
         with self._lock:
             if now == self._pass:
                 return
-            self._pass = now
+            first, self._pass = self._pass is None, now
+            if first:  # opening and loading at start belong to the first pass: not retried milliseconds later
+                return
             self._logged.clear()
             if not self.usable:
                 self._reopen()
@@ -194,11 +196,9 @@ class GuardedStore:
         if operation in self._logged:
             return
         self._logged.add(operation)
-        log.warning(
-            "baseline store %s: %s failed (%s): %s; the analysis goes on in memory and the store is retried at "
-            "the next refit pass",
-            self.where, operation, exc, consequence or "writes kept in memory",
-        )  # fmt: skip
+        what = str(exc) if isinstance(exc, StoreError) else f"baseline store {self.where}: {operation} failed ({exc})"
+        log.warning("%s: %s; the analysis goes on in memory and the store is retried at the next refit pass", what,
+                    consequence or "writes kept in memory")  # fmt: skip
 
     def _rollback(self) -> None:
         """A failed write may leave a transaction open on the connection; close it so later writes can begin."""

@@ -29,6 +29,7 @@ from analyzer.state.store import (
     STORE_FILE,
     BaselineStore,
     StoreError,
+    StoreUnavailable,
     dump_baseline,
     load_baseline,
 )
@@ -128,6 +129,35 @@ def test_a_file_that_is_not_sqlite_gives_a_clear_error_or_a_clean_rebuild(tmp_pa
     done = subprocess.run([sys.executable, "-m", "analyzer", "baseline", "list", "--store", str(path)],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0 and "(no stored baselines)" in done.stdout
+
+
+def test_a_corrupt_file_is_moved_aside_with_its_wal_and_shm_and_nothing_is_deleted(tmp_path):
+    path = tmp_path / STORE_FILE
+    files = {"": b"not a database" * 100, "-wal": b"wal bytes", "-shm": b"shm bytes"}
+    for suffix, content in files.items():
+        (tmp_path / f"{STORE_FILE}{suffix}").write_bytes(content)
+    BaselineStore.open_or_rebuild(path).close()
+    (aside,) = tmp_path.glob(f"{STORE_FILE}.corrupt-*[0-9]")
+    for suffix, content in files.items():
+        assert (tmp_path / f"{aside.name}{suffix}").read_bytes() == content
+
+
+def test_a_locked_or_unwritable_store_is_unavailable_never_moved_aside(tmp_path):
+    path = tmp_path / STORE_FILE
+    store = BaselineStore(path)
+    baseline, _ = fitted("profile")
+    save(store, baseline)
+    store.close()
+    holder = sqlite3.connect(path, isolation_level=None)  # another connection keeps an exclusive lock: no reader
+    holder.execute("PRAGMA locking_mode=EXCLUSIVE")
+    holder.execute("UPDATE meta SET value = value")
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="locked"):
+        BaselineStore.open_or_rebuild(path, busy_timeout=0.3)
+    assert 0.3 <= time.monotonic() - started < 5
+    holder.close()
+    assert list(tmp_path.glob("*.corrupt-*")) == []
+    assert len(BaselineStore(path).active("latency")) == 1  # the user's store, untouched
 
 
 def test_cli_reports_a_missing_or_corrupt_store_without_a_traceback(tmp_path):

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 STORE_FILE = "baselines.sqlite"
 KEEP_VERSIONS = 5  # older unpinned versions are deleted
+SQLITE_HEADER = b"SQLite format 3\x00"
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process' lock before it fails
 
 SCHEMA = """
@@ -222,6 +223,7 @@ class BaselineStore:
         self.db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._check_header()
             self.db = sqlite3.connect(self.path, timeout=busy_timeout, check_same_thread=False, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
@@ -236,6 +238,15 @@ class BaselineStore:
         except StoreError:
             self._close_quietly()
             raise
+
+    def _check_header(self) -> None:
+        """Refuse a file that is not SQLite before SQLite opens it: closing a connection to such a file deletes
+        the ``-wal`` and ``-shm`` files beside it, which are the user's until the file is moved aside."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb") as file:
+            if file.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise StoreCorrupt(f"baseline store {self.path} is unusable: file is not a database")
 
     def _close_quietly(self) -> None:
         if self.db is not None:

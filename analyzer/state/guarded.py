@@ -135,7 +135,8 @@ class GuardedStore:
 
     # ------------------------------------------------------------ reads and writes
     def read(self, operation: str, read: Callable[[BaselineStore], T], default: T) -> T:
-        """``read(store)``, or ``default`` when the store is unusable (not counted: nothing is lost) or fails."""
+        """``read(store)``, or ``default`` when the store is unusable (not counted: nothing is lost) or fails.
+        Also for a write that needs no retry because every pass makes it again (pruning)."""
         with self._lock:
             if not self.usable:
                 return default

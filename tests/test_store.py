@@ -295,11 +295,16 @@ def test_baseline_families_are_promtool_clean_and_rename_clashing_labels(tmp_pat
                           2.0, "stl", "weekly", baseline_version=3, baseline_age_seconds=120.0,
                           baseline_reason="accepted", baseline_trained_from=1.69e9,
                           baseline_trained_to=1.7e9)  # fmt: skip
+    from prometheus_client.parser import text_string_to_metric_families
+
     text = render(snapshot_families(Snapshot(1.7e9, [result], []))).decode()
-    assert 'perfsentinel_baseline_age_seconds{service="checkout",version="1.2",target="latency"} 120.0' in text
-    assert ('perfsentinel_baseline_info{service="checkout",exported_version="1.2",target="latency",model="stl",'
-            'version="3",reason="accepted",trained_from="2023-07-22T04:26:40Z",trained_to="2023-11-14T22:13:20Z"} 1.0'
-            ) in text  # fmt: skip
+    samples = {s.name: s for f in text_string_to_metric_families(text) for s in f.samples}  # label order aside
+    age, info = samples["perfsentinel_baseline_age_seconds"], samples["perfsentinel_baseline_info"]
+    assert age.labels == {"service": "checkout", "version": "1.2", "target": "latency"} and age.value == 120.0
+    assert info.labels == {"service": "checkout", "exported_version": "1.2", "target": "latency", "model": "stl",
+                           "version": "3", "reason": "accepted", "trained_from": "2023-07-22T04:26:40Z",
+                           "trained_to": "2023-11-14T22:13:20Z"}  # fmt: skip
+    assert info.value == 1.0
     if shutil.which("promtool"):
         done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr

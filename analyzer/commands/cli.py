@@ -37,7 +37,9 @@ def parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the service: scheduled refits and scores, /metrics")
     _common(run)
-    run.add_argument("--listen", help="HOST:PORT for /metrics, /healthz, /readyz (default from config: 0.0.0.0:9977)")
+    run.add_argument("--listen", help="HOST:PORT for /metrics, /healthz, /readyz (default from config: 127.0.0.1:9977)")
+    run.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                     help="TLS and basic auth for the endpoints, exporter-toolkit format (docs/deploy.md)")  # fmt: skip
     run.add_argument("--shard-index", type=int, help="this replica's shard (env PERFSENTINEL_SHARD_INDEX; 0)")
     run.add_argument("--shard-count", type=int, help="number of replicas (env PERFSENTINEL_SHARD_COUNT; 1)")
     run.add_argument("--shard-index-from-hostname", action="store_true",
@@ -127,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from analyzer.commands.run import serve
 
     config = load(args)
-    return serve(config, args.listen or config.listen, shard_from_args(args))
+    return serve(config, args.listen or config.listen, shard_from_args(args), args.web_config_file)
 
 
 def shard_from_args(args: argparse.Namespace) -> Shard:

@@ -2,7 +2,10 @@
 
 import math
 import random
+import socket
 import subprocess
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from analyzer.results import ERROR, INSUFFICIENT_DATA, OK, SeriesResult, Snapshot, TargetOutcome
 from exporter.families import LabelCache, classic_name
 from exporter.selfmetrics import SelfMetrics
-from exporter.server import Exposition, MetricsServer, render_snapshot
+from exporter.server import Exposition, Limits, MetricsServer, render_snapshot
 from tests.conftest import require_tools
 
 
@@ -222,3 +225,115 @@ def test_label_values_are_escaped_for_the_text_format():
     lone = render_snapshot(Snapshot(1.7e9, [SeriesResult("t", {"v": "a\udc80b"}, OK, "", 1.7e9, 1.0, 1.0, 0.5,
                                                          1.5, 1.0)], []))  # fmt: skip
     assert b'{v="a?b",target="t"}' in lone  # not UTF-8: replaced, and the rest of the body still renders
+
+
+# ---------------------------------------------------------------- readiness and HTTP limits
+def test_ready_only_after_an_analysis_in_which_a_target_succeeded():
+    exposition = Exposition(SelfMetrics())
+    exposition.publish(Snapshot(1.7e9, [], []))  # nothing analysed
+    assert not exposition.ready
+    failed = SeriesResult("errors", {"service": "cart"}, ERROR, "query_failed")
+    exposition.publish(Snapshot(1.7e9, [failed], [TargetOutcome("errors", False, "timeout")]))
+    assert not exposition.ready
+    exposition.publish(Snapshot(1.7e9, [failed], [TargetOutcome("errors", False), TargetOutcome("up", True)]))
+    assert exposition.ready
+    exposition.publish(Snapshot(1.7e9, [failed], [TargetOutcome("errors", False)]))
+    assert exposition.ready  # it was ready once: a later outage shows in target_query_success, not in /readyz
+
+
+@pytest.fixture
+def served():
+    """Start a MetricsServer (with the given limits) on a free port; stopped after the test."""
+    servers = []
+
+    def start(limits: Limits | None = None, exposition: Exposition | None = None) -> MetricsServer:
+        server = MetricsServer(exposition or Exposition(SelfMetrics()), "127.0.0.1", 0, limits=limits)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def raw_exchange(port: int, data: bytes, timeout: float = 5) -> bytes:
+    """Send ``data`` and read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_slowloris_holds_no_threads_and_never_locks_a_scrape_out(served):
+    """500 connections that send half a request head: no thread each, real scrapes answered meanwhile (the
+    connection cap closes the longest-waiting idle ones), and every idle one closed after the head timeout."""
+    limits = Limits(header_timeout=2.0, max_connections=64)
+    server = served(limits)
+    base = f"http://127.0.0.1:{server.port}"
+    assert requests.get(f"{base}/metrics", timeout=5).status_code == 200
+    threads_before = threading.active_count()
+    slow = []
+    try:
+        for _ in range(500):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: perfsentinel\r\nX-Slow: ")
+            slow.append(sock)
+        assert threading.active_count() <= threads_before + 1  # + the bcrypt thread at most; no thread per socket
+        for _ in range(3):
+            started = time.monotonic()
+            scrape = requests.get(f"{base}/metrics", timeout=5, headers={"Connection": "close"})
+            assert scrape.status_code == 200 and "perfsentinel_runs" in parsed(scrape.content)
+            assert time.monotonic() - started < 2.0
+        assert server.open_connections <= limits.max_connections
+        time.sleep(limits.header_timeout + 0.5)
+        for sock in slow:
+            sock.settimeout(0.5)
+        assert all(closed_by_server(sock) for sock in slow)
+        assert wait_until(lambda: server.open_connections == 0, 2.0)
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_kept_alive_connections_serve_several_requests_then_close_when_idle(served):
+    server = served(Limits(idle_timeout=1.0))
+    with requests.Session() as session:
+        for path in ("/healthz", "/readyz", "/metrics", "/healthz"):
+            assert session.get(f"http://127.0.0.1:{server.port}{path}", timeout=5).status_code in (200, 503)
+        assert server.open_connections == 1  # one connection for the four requests
+        time.sleep(1.0)
+        assert wait_until(lambda: server.open_connections == 0, 1.0)
+
+
+def test_malformed_requests_get_an_answer_not_a_crash(served):
+    server = served()
+    assert raw_exchange(server.port, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert raw_exchange(server.port, b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        ).startswith(b"HTTP/1.1 405 ")  # fmt: skip
+    head = raw_exchange(server.port, b"HEAD /healthz HTTP/1.0\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ") and head.endswith(b"\r\n\r\n")  # no body for HEAD
+    pipelined = raw_exchange(
+        server.port, b"GET /healthz HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\nConnection: close\r\n\r\n"
+    )
+    assert pipelined.count(b"HTTP/1.1 200 ") == 1 and pipelined.count(b"HTTP/1.1 404 ") == 1
+    assert raw_exchange(server.port, b"GET /" + b"x" * 70000 + b" HTTP/1.1\r\n\r\n") == b""  # head too large: closed
+    assert requests.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status_code == 200

@@ -200,6 +200,9 @@ class PrometheusConfig:
     backoff: float = 0.5
     max_backoff: float = 10.0
     max_points_per_request: int = 11000
+    max_samples_per_request: int = 2_000_000
+    max_response_bytes: int = 256 * 2**20
+    compression: bool = False
 
 
 PROMETHEUS_FIELDS = {
@@ -215,6 +218,9 @@ PROMETHEUS_FIELDS = {
     "backoff": Field(as_duration, 0.5),
     "max_backoff": Field(as_duration, 10.0),
     "max_points_per_request": Field(number(10, 11000, integer=True), 11000),
+    "max_samples_per_request": Field(number(10_000, 50_000_000, integer=True), 2_000_000),
+    "max_response_bytes": Field(number(2**20, 2**34, integer=True), 256 * 2**20),
+    "compression": Field(as_bool, False),
 }
 
 
@@ -317,6 +323,7 @@ class TargetConfig:
     direction: str = "both"
     kind: str | None = None
     step: float = 300.0
+    max_series: int = 10_000
     history: float = 28 * 86400.0
     seasonality: str = "auto"
     model: str = "auto"
@@ -348,6 +355,7 @@ TARGET_FIELDS = {
     "direction": Field(optional(choice(*DIRECTIONS))),
     "kind": Field(optional(choice(*KIND_DIRECTIONS))),
     "step": Field(as_duration, 300.0),
+    "max_series": Field(number(1, 10_000_000, integer=True), 10_000),
     "history": Field(as_duration, 28 * 86400.0),
     "seasonality": Field(choice(*SEASONALITIES), "auto"),
     "model": Field(choice(*MODELS), "auto"),

@@ -15,6 +15,7 @@ PENDING = "pending"  # seen, no baseline fitted yet
 STALE = "stale"  # baseline exists, but no sample inside the score lookback
 FIT_FAILED = "fit_failed"
 QUERY_FAILED = "query_failed"
+SCORE_FAILED = "score_failed"  # a bug while scoring the target (logged with its traceback)
 PROMETHEUS_UNAVAILABLE = "prometheus_unavailable"
 
 
@@ -64,6 +65,8 @@ class SeriesResult:
     baseline_reason: str | None = None  # initial | refresh | scheduled | improvement | accepted | reset
     baseline_trained_from: float | None = None
     baseline_trained_to: float | None = None
+    # history the series had at its last refit, first sample to the end of the window (the warm-up's progress)
+    history_seconds: float | None = None
 
     def to_json(self) -> dict:
         return {key: _json_number(value) for key, value in asdict(self).items()}
@@ -82,7 +85,8 @@ class TargetOutcome:
     target: str
     success: bool
     error: str = ""
-    series: int = 0
+    series: int = 0  # known series of the target (returned now or analysed before)
+    returned: int | None = None  # series the query returned in this run (None when it failed)
 
 
 @dataclass

@@ -44,14 +44,14 @@ def fleet(count: int, end: float) -> list[BackfillSeries]:
 
 
 class TimedReader(PrometheusReader):
-    """Adds up the time spent in query_range (HTTP, Prometheus' work, JSON parsing, gridding)."""
+    """Adds up the time spent reading (HTTP, Prometheus' work, decoding, gridding)."""
 
     query_seconds = 0.0
 
-    def query_range(self, query: str, start: float, end: float, step: float) -> list:
+    def read_matrix(self, *args, **kwargs) -> int:
         started = time.perf_counter()
         try:
-            return super().query_range(query, start, end, step)
+            return super().read_matrix(*args, **kwargs)
         finally:
             self.query_seconds += time.perf_counter() - started
 

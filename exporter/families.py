@@ -242,6 +242,9 @@ SERIES_FIELDS: list[SeriesField] = [
     SeriesField("regression_crossings_per_day", "Realised rate of regression verdicts above "
                 "perfsentinel_regression_threshold_ratio, as perfsentinel_anomaly_crossings_per_day.",
                 attrgetter("regression_crossings_per_day"), repetitive=True),
+    SeriesField("history_seconds", "History the series had at its last refit, from its first sample to the end "
+                "of the window; a series is scored once this reaches the target's min_history (the warm-up).",
+                attrgetter("history_seconds"), repetitive=True),
 ]  # fmt: skip
 
 
@@ -298,6 +301,8 @@ def summary_families(snapshot: Snapshot) -> list[Family]:
     """Per-target counts and read outcomes of the last score run."""
     counts = Family(PREFIX + "series", "Series analyzed in the last run by target and status.")
     up = Family(PREFIX + "target_query_success", "1 when the last read of the target's query succeeded, else 0.")
+    returned = Family(PREFIX + "target_series", "Series the target's query returned in the last run (0: a typo, a "
+                      "renamed metric, nothing scraped yet); absent while the query fails.")  # fmt: skip
     tally: dict[tuple[str, str], int] = {}
     for result in snapshot.results:
         tally[(result.target, result.status)] = tally.get((result.target, result.status), 0) + 1

@@ -60,6 +60,13 @@ DESCRIPTIONS = {
     "prometheus.backoff": "first retry delay; doubles per attempt, with jitter x[0.5, 1]",
     "prometheus.max_backoff": "cap of the retry delay",
     "prometheus.max_points_per_request": "long ranges are split so no request exceeds this many points per series",
+    "prometheus.max_samples_per_request": "requests are sized so that one answer holds at most this many samples "
+    "(series x points), so memory does not grow with a target's series count; Prometheus' own limit "
+    "(`--query.max-samples`, 50 M) is far above it, and a request it refuses anyway is split in two",
+    "prometheus.max_response_bytes": "an answer larger than this is not read further: the request is split, and a "
+    "one-step request that is still larger fails the target",
+    "prometheus.compression": "`true` asks for gzip answers (slow links); uncompressed by default, since Prometheus "
+    "compresses on one core at 6-9 MB/s",
     "prometheus.basic_auth.username": "user name",
     "prometheus.basic_auth.password": "password, inline (or `password_file`, not both)",
     "prometheus.basic_auth.password_file": "file holding the password: checked at load and re-read when it changes, "
@@ -75,6 +82,8 @@ DESCRIPTIONS = {
     "targets[].kind": "`latency`, `error_rate`, `resource` (lower is better), `throughput`, `accuracy` "
     "(higher is better); sets `direction`",
     "targets[].step": "resolution of the range queries",
+    "targets[].max_series": "a query returning more series than this fails the target with a clear error (a typo "
+    "that matches everything, a label explosion) instead of taking the memory of the others",
     "targets[].history": "training window of each refit",
     "targets[].seasonality": "`auto`: weekly from 21 days of history, else daily (with its own weekend shape when "
     "two weekends show one), else none; `daily` never takes a weekend shape",
@@ -170,8 +179,8 @@ def type_of(path: str, checker: Any, config: Any) -> str:
         low, high = bounds.get("minimum"), bounds.get("maximum")
         kind = "integer" if bounds.get("integer") else "number"
         if low is not None and high is not None:
-            return f"{kind}, {low:g} to {high:g}"
-        return f"{kind} >= {low:g}" if low is not None else kind
+            return f"{kind}, {number_text(low)} to {number_text(high)}"
+        return f"{kind} >= {number_text(low)}" if low is not None else kind
     if name.startswith("choice."):
         return "one of " + ", ".join(f"`{a}`" for a in closure(checker)["allowed"])
     named = {
@@ -187,6 +196,11 @@ def type_of(path: str, checker: Any, config: Any) -> str:
     if checker in named:
         return named[checker]
     raise SystemExit(f"{path}: unknown checker {name} of key {key!r}: teach type_of() in scripts/gen_config_docs.py")
+
+
+def number_text(value: float) -> str:
+    """Integers in full (2000000, not 2e+06: YAML reads that back as a string); other numbers as %g."""
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
 def duration_text(seconds: float) -> str:
@@ -209,7 +223,7 @@ def default_of(field: Any, config: Any) -> str:
     if base_checker(field.checker) is config.as_duration:
         return f"`{duration_text(value)}`"
     if isinstance(value, int | float):
-        return f"`{value:g}`"
+        return f"`{number_text(value)}`"
     if isinstance(value, dict):
         return "`{}`" if not value else f"`{value}`"
     return f"`{value}`"

@@ -388,16 +388,18 @@ def test_selector_injection_covers_aggregations_ranges_and_grouping():
 
 @pytest.mark.integration
 def test_once_writes_reports_and_format_alone_prints_to_stdout(prometheus, tmp_path, capsys):
-    """Wiring of --report/--format on once (the data lies in the past, so the snapshot has no series)."""
+    """Wiring of --report/--format on once (the data lies in the past, so the snapshot has no series: once says
+    so and exits 1, and still writes the reports)."""
     config = _config(tmp_path, prometheus.url, [LATENCY])
     assert (
         main(["once", "--config", config, "--report", str(tmp_path / "r"), "--format", "json", "--format", "junit"])
-        == 0
+        == 1
     )
+    assert "target latency: query returned no series" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["junit.xml", "report.json"]
     assert json.loads((tmp_path / "r" / "report.json").read_text())["kind"] == "once"
     capsys.readouterr()
-    assert main(["once", "--config", config, "--format", "markdown"]) == 0
+    assert main(["once", "--config", config, "--format", "markdown"]) == 1
     assert capsys.readouterr().out.startswith("### Perf Sentinel once")
 
 

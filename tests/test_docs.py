@@ -187,7 +187,7 @@ def inline_problem(text: str) -> str | None:
     path, commands = resolve(words[1:])
     if not path:
         return f"unknown subcommand {words[1]!r}"
-    shown = set(re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*", text))
+    shown = set(re.findall(r"(?<![\w-])--?[a-zA-Z][\w-]*(?:\.[\w-]+)*", text))  # --web.config.file too
     unknown = {flag for flag in shown for command in commands if flag not in options(command)}
     return f"unknown options of perfsentinel {' '.join(path)}: {sorted(unknown)}" if unknown else None
 
@@ -428,7 +428,7 @@ def emitted_metrics() -> dict[str, str]:
     """Metric name (as queried: counters with _total) -> type, of what /metrics serves after one analysis."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    snapshot = Snapshot(1.7e9, [complete_result()], [TargetOutcome("api_latency_p95", True, "", 1)])
+    snapshot = Snapshot(1.7e9, [complete_result()], [TargetOutcome("api_latency_p95", True, "", 1, returned=1)])
     for name, hint in typing.get_type_hints(Snapshot).items():  # fields added later get a value too
         if name not in {"completed_at", "results", "targets"} and hint in (float, int):
             setattr(snapshot, name, 1.0)

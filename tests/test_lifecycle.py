@@ -50,6 +50,12 @@ class GeneratedReader:
             out.append(Series({"service": service}, times, picked))
         return out
 
+    def read_matrix(self, query: str, start: float, end: float, step: float, sink, **limits) -> int:
+        found = self.query_range(query, start, end, step)
+        for series in found:
+            sink(series.labels, series.timestamps, series.values)
+        return len(found)
+
 
 def config(strategy: str, state_dir: str | None = None, direction: str = "lower_is_better", **extra):
     raw = {

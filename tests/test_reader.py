@@ -1,13 +1,26 @@
-"""Reader: range splitting, retries and error classification (mocked transport for the error paths only),
-and real Prometheus for labels, gaps and long ranges."""
+"""Reader: retries and error classification, request sizing, decoding, series identity. Against a small fake
+Prometheus HTTP server (tests/fakeprom.py) for what a real one will not do on demand, and against a real
+Prometheus for labels, gaps and long ranges."""
+
+import json
 
 import numpy as np
 import pytest
-import requests
 
 from analyzer.config import PrometheusConfig
-from analyzer.prometheus.localprom import BackfillSeries
-from analyzer.prometheus.reader import PrometheusReader, PrometheusUnavailable, QueryError, split_range
+from analyzer.prometheus.decode import BadResponse, decode_matrix
+from analyzer.prometheus.localprom import BackfillSeries, free_port
+from analyzer.prometheus.reader import (
+    BadAnswer,
+    PrometheusReader,
+    PrometheusUnavailable,
+    QueryError,
+    TooManySeries,
+)
+from tests.fakeprom import Behaviour, FakePrometheus, FakeSeries, seasonal
+
+STEP = 60.0
+END = 1_767_571_200.0
 
 
 class RecordingTelemetry:
@@ -18,79 +31,178 @@ class RecordingTelemetry:
         self.outcomes.append(outcome)
 
 
-class FakeResponse:
-    def __init__(self, status: int, body: dict | None = None):
-        self.status_code = status
-        self._body = body or {}
-        self.text = str(body)
-
-    def json(self):
-        return self._body
+@pytest.fixture
+def fake():
+    with FakePrometheus() as server:
+        yield server
 
 
-class ScriptedSession:
-    """Answers each GET with the next scripted item (an exception class or a FakeResponse)."""
-
-    def __init__(self, script):
-        self.script = list(script)
-        self.calls = 0
-
-    def get(self, url, params=None, timeout=None):
-        self.calls += 1
-        item = self.script.pop(0)
-        if isinstance(item, type) and issubclass(item, Exception):
-            raise item("scripted failure")
-        return item
+def reader_for(url: str, **settings) -> tuple[PrometheusReader, RecordingTelemetry, list[float]]:
+    telemetry, sleeps = RecordingTelemetry(), []
+    config = PrometheusConfig(url=url, **{"retries": 3, "timeout": 5.0, **settings})
+    return PrometheusReader(config, telemetry, sleep=sleeps.append), telemetry, sleeps
 
 
-OK_BODY = {"status": "success", "data": {"resultType": "matrix", "result": []}}
+def fleet(count: int, name: str = "m") -> list[FakeSeries]:
+    return [FakeSeries({"__name__": name, "pod": f"p{i}"}, seasonal(seed=i)) for i in range(count)]
 
 
-def reader_with(script, retries=3):
-    telemetry = RecordingTelemetry()
-    sleeps = []
-    config = PrometheusConfig(url="http://prom:9090", retries=retries)
-    reader = PrometheusReader(config, telemetry, sleep=sleeps.append, session=ScriptedSession(script))
-    return reader, telemetry, sleeps
+# ---------------------------------------------------------------- retries and classification
+def test_5xx_is_retried_with_growing_backoff_then_succeeds(fake):
+    fake.behaviours["up"] = Behaviour(fleet(1), script=["http_503", "http_502", "http_500"])
+    reader, telemetry, sleeps = reader_for(fake.url)
+    (series,) = reader.query_range("up", END - 600, END, STEP)
+    assert np.isfinite(series.values).all()
+    assert telemetry.outcomes == ["server_error", "server_error", "server_error", "success"]
+    assert len(sleeps) == 3 and sleeps[2] > sleeps[0]  # 0.5x2^2 vs 0.5x2^0 even with jitter in [0.5, 1]
 
 
-def test_split_range_never_exceeds_the_point_limit_and_covers_the_grid():
-    chunks = split_range(0, 28 * 86400, 60, 11000)
-    points = [round((c.end - c.start) / 60) + 1 for c in chunks]
-    assert max(points) <= 11000
-    assert sum(points) == 28 * 1440 + 1
-    assert all(b.start == a.end + 60 for a, b in zip(chunks, chunks[1:], strict=False))
+def test_an_unreachable_prometheus_gives_up_after_retries_without_printing_the_password():
+    reader, telemetry, sleeps = reader_for(f"http://user:s3cret@127.0.0.1:{free_port()}", retries=2)
+    with pytest.raises(PrometheusUnavailable, match="failed 3 times") as raised:
+        reader.query_range("up", END - 600, END, STEP)
+    assert "s3cret" not in str(raised.value) and "user:***@" in str(raised.value)
+    assert telemetry.outcomes == ["connection_error"] * 3 and len(sleeps) == 2
 
 
-def test_connection_errors_timeouts_and_5xx_are_retried_with_growing_backoff():
-    script = [requests.ConnectionError, requests.Timeout, FakeResponse(503), FakeResponse(200, OK_BODY)]
-    reader, telemetry, sleeps = reader_with(script)
-    assert reader.query_range("up", 0, 600, 60) == []
-    assert telemetry.outcomes == ["connection_error", "timeout", "server_error", "success"]
-    assert len(sleeps) == 3
-    assert sleeps[2] > sleeps[0]  # exponential: 0.5x2^2 vs 0.5x2^0 even with jitter in [0.5, 1]
+def test_a_slow_prometheus_times_out_and_is_retried(fake):
+    fake.behaviours["up"] = Behaviour(fleet(1), delay=1.0)
+    reader, telemetry, _ = reader_for(fake.url, timeout=0.2, retries=1)
+    with pytest.raises(PrometheusUnavailable, match="timed out"):
+        reader.query_range("up", END - 600, END, STEP)
+    assert telemetry.outcomes == ["timeout", "timeout"]
 
 
-def test_gives_up_after_retries_with_a_clear_error():
-    reader, telemetry, sleeps = reader_with([requests.ConnectionError] * 3, retries=2)
-    with pytest.raises(PrometheusUnavailable, match="failed 3 times"):
-        reader.query_range("up", 0, 600, 60)
-    assert len(sleeps) == 2
-
-
-def test_bad_promql_is_not_retried():
-    body = {"status": "error", "errorType": "bad_data", "error": "parse error at char 4"}
-    reader, telemetry, sleeps = reader_with([FakeResponse(400, body)])
-    with pytest.raises(QueryError, match="parse error"):
-        reader.query_range("up{", 0, 600, 60)
+def test_bad_promql_is_not_retried(fake):
+    fake.behaviours["up{"] = Behaviour(fault="http_400")
+    reader, telemetry, sleeps = reader_for(fake.url)
+    with pytest.raises(QueryError, match="HTTP 400"):
+        reader.query_range("up{", END - 600, END, STEP)
     assert sleeps == [] and telemetry.outcomes == ["client_error"]
 
 
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ("html", "HTML or XML page"),
+        ("truncated", "not Prometheus JSON"),
+        ("status_error", "status 'error' \\(internal: proxy says no\\)"),
+        ("vector", "expected a matrix \\(range query\\), got resultType 'vector'"),
+        ("non_numeric", "is not a number"),
+    ],
+)
+def test_a_200_answer_that_is_not_a_prometheus_matrix_is_a_bad_answer_named_and_counted(fake, fault, message):
+    fake.behaviours["m"] = Behaviour(fleet(2), fault=fault)
+    reader, telemetry, sleeps = reader_for(fake.url)
+    with pytest.raises(BadAnswer, match=message):
+        reader.query_range("m", END - 600, END, STEP)
+    assert telemetry.outcomes == ["bad_response"] and sleeps == []  # a login page does not change on retry
+
+
+# ---------------------------------------------------------------- request sizing
+def test_requests_are_sized_by_samples_and_cover_every_point(fake):
+    fake.behaviours["m"] = Behaviour(fleet(50))
+    reader, _, _ = reader_for(fake.url, max_samples_per_request=20_000)
+    start = END - 1999 * STEP
+    found = reader.query_range("m", start, END, STEP)
+    assert len(found) == 50 and all(np.isfinite(s.values).all() and s.values.size == 2000 for s in found)
+    requests = fake.requests_for("m")
+    assert max(r.samples for r in requests[1:]) <= 20_000  # the first is sized for the max_series guess
+    assert sum(r.samples for r in requests) == 50 * 2000  # no point read twice
+    expected = seasonal(seed=7)(found[0].timestamps)
+    assert np.allclose(next(s for s in found if s.labels["pod"] == "p7").values, expected)
+
+
+def test_prometheus_sample_limit_is_answered_by_splitting_not_by_failing(fake):
+    fake.behaviours["m"] = Behaviour(fleet(40), max_samples=4_000)
+    reader, telemetry, _ = reader_for(fake.url, max_samples_per_request=1_000_000)
+    found = reader.query_range("m", END - 999 * STEP, END, STEP)
+    assert len(found) == 40 and all(np.isfinite(s.values).all() for s in found)
+    assert "client_error" in telemetry.outcomes  # the refused requests were made and split
+    assert all(r.samples <= 4_000 for r in fake.requests_for("m"))
+
+
+def test_an_answer_above_the_size_bound_is_split_and_one_that_cannot_be_split_fails(fake):
+    fake.behaviours["m"] = Behaviour(fleet(20))
+    reader, telemetry, _ = reader_for(fake.url, max_response_bytes=2**20, max_samples_per_request=10_000_000)
+    assert len(reader.query_range("m", END - 9999 * STEP, END, STEP)) == 20
+    assert "too_large" in telemetry.outcomes
+    fake.behaviours["wide"] = Behaviour(fleet(40_000, "wide"))
+    with pytest.raises(QueryError, match="even for one step"):
+        reader.query_range("wide", END - STEP, END, STEP)
+
+
+def test_more_series_than_max_series_fails_after_the_first_request(fake):
+    fake.behaviours["m"] = Behaviour(fleet(30))
+    reader, _, _ = reader_for(fake.url, max_samples_per_request=100_000)
+    with pytest.raises(TooManySeries, match="more than 20 series"):
+        reader.query_range("m", END - 9999 * STEP, END, STEP, max_series=20)
+    assert len(fake.requests_for("m")) == 1
+
+
+def test_answers_are_asked_for_uncompressed_unless_configured(fake):
+    fake.behaviours["m"] = Behaviour(fleet(1))
+    reader_for(fake.url)[0].query_range("m", END - 600, END, STEP)
+    reader_for(fake.url, compression=True)[0].query_range("m", END - 600, END, STEP)
+    plain, gzip = (r.headers.get("Accept-Encoding") for r in fake.requests_for("m"))
+    assert plain == "identity" and "gzip" in gzip
+
+
+def test_a_long_query_goes_in_a_form_body(fake):
+    query = 'm{pod=~"' + "|".join(f"p{i}" for i in range(2000)) + '"}'
+    fake.behaviours[query] = Behaviour(fleet(3))
+    assert len(reader_for(fake.url)[0].query_range(query, END - 600, END, STEP)) == 3
+    assert fake.requests_for(query)[0].method == "POST"
+
+
+# ---------------------------------------------------------------- values and identity
+def test_infinities_are_kept_and_nan_is_missing(fake):
+    def values(times):
+        out = np.ones_like(times)
+        out[-1], out[-2], out[-3] = np.inf, -np.inf, np.nan
+        return out
+
+    fake.behaviours["m"] = Behaviour([FakeSeries({"pod": "a"}, values)])
+    (series,) = reader_for(fake.url)[0].query_range("m", END - 9 * STEP, END, STEP)
+    assert series.values[-1] == np.inf and series.values[-2] == -np.inf and np.isnan(series.values[-3])
+
+
+def test_series_that_differ_only_in_their_metric_name_stay_apart(fake):
+    names = ("node_memory_MemFree_bytes", "node_memory_Cached_bytes", "node_memory_MemAvailable_bytes")
+    fake.behaviours["mem"] = Behaviour([FakeSeries({"__name__": n, "instance": "a"}, seasonal(seed=i))
+                                        for i, n in enumerate(names)])  # fmt: skip
+    found = reader_for(fake.url)[0].query_range("mem", END - 600, END, STEP)
+    assert sorted(s.labels["metric_name"] for s in found) == sorted(names)
+    assert all(s.labels["instance"] == "a" and "__name__" not in s.labels for s in found)
+    fake.behaviours["one"] = Behaviour([FakeSeries({"__name__": "x", "instance": "a", "metric_name": "mine"},
+                                                   seasonal())])  # fmt: skip
+    (single,) = reader_for(fake.url)[0].query_range("one", END - 600, END, STEP)
+    assert single.labels == {"instance": "a", "metric_name": "mine"}  # one name: dropped as before
+
+
+def test_the_fast_decoder_and_json_agree():
+    rng = np.random.default_rng(3)
+    result = []
+    for i in range(30):
+        values = rng.normal(size=50)
+        values[rng.integers(0, 50, 3)] = np.nan
+        pairs = [[1e9 + 15 * j, "NaN" if np.isnan(v) else repr(float(v))] for j, v in enumerate(values)]
+        result.append({"metric": {"__name__": "x", "a": f'v"{i}]]'}, "values": pairs})
+    body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+    fast = decode_matrix(json.dumps(body, separators=(",", ":")))
+    general = decode_matrix(json.dumps(body, indent=1))  # whitespace: the general path
+    assert fast.labels == general.labels == [item["metric"] for item in result]
+    for a, b in zip(fast.values + fast.times, general.values + general.times, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(BadResponse, match="empty body"):
+        decode_matrix("")
+
+
+# ---------------------------------------------------------------- a real Prometheus
 @pytest.mark.integration
 def test_real_prometheus_labels_gaps_and_split_ranges(start_prometheus):
     step = 60.0
-    end = 1_767_571_200.0
-    timestamps = end - step * np.arange(12_000, 0, -1)  # 8.3 days at 1 minute: needs two requests
+    timestamps = END - step * np.arange(12_000, 0, -1)  # 8.3 days at 1 minute: needs two requests
     values = np.sin(np.arange(len(timestamps)) / 50.0) + 2.0
     values[5000:5100] = np.nan  # a gap of 100 minutes
     series = [BackfillSeries("test_metric", {"service": "a", "code": "200"}, timestamps, values),
@@ -99,7 +211,8 @@ def test_real_prometheus_labels_gaps_and_split_ranges(start_prometheus):
     telemetry = RecordingTelemetry()
     reader = PrometheusReader(PrometheusConfig(url=prometheus.url, max_points_per_request=11000), telemetry)
     result = {s.labels["service"]: s for s in reader.query_range("test_metric", timestamps[0], timestamps[-1], step)}
-    assert telemetry.outcomes == ["success", "success"]
+    # a first request sized for an unknown series count (max_series), then the points-per-series limit
+    assert telemetry.outcomes == ["success"] * 3
     assert result["a"].labels == {"service": "a", "code": "200"}  # __name__ dropped, the rest kept
     a = result["a"]
     assert len(a.values) == len(timestamps)

@@ -114,7 +114,8 @@ def cmd_once(args: argparse.Namespace) -> int:
         snapshot = analyzer.score()
     finally:
         pool.close()
-    code = EXIT_OK if all(t.success for t in snapshot.targets) else EXIT_FAILED
+    problems = target_problems(snapshot)
+    code = EXIT_FAILED if problems else EXIT_OK
     if not (args.format and not args.report):  # --format alone prints that format instead of the table
         print_results(snapshot, args.output, sys.stdout)
     if args.report or args.format:
@@ -127,6 +128,17 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from analyzer.commands.run import serve
+def target_problems(snapshot) -> list[str]:
+    """One line per target that was not analysed: its query failed, or it returned no series."""
+    problems = []
+    for outcome in snapshot.targets:
+        if not outcome.success:
+            problems.append(f"target {outcome.target}: query failed: {outcome.error}")
+        elif outcome.returned == 0:
+            problems.append(f"target {outcome.target}: query returned no series: nothing analysed")
+    return problems
+
+
 
     config = load(args)
     return serve(config, args.listen or config.listen, shard_from_args(args), args.web_config_file)

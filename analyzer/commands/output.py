@@ -39,7 +39,8 @@ def _cell(value: object) -> str:
 def table_rows(snapshot: Snapshot) -> list[list[str]]:
     rows = []
     for result in sorted(snapshot.results, key=lambda r: -(r.anomaly_score or 0.0)):
-        rows.append([result.target, series_key(result.labels), result.status, result.reason or "-",
+        reason = f"{result.reason} ({result.note})" if result.status != "ok" and result.note else result.reason
+        rows.append([result.target, series_key(result.labels), result.status, reason or "-",
                      *(_cell(v) for v in (result.value, result.expected, result.lower, result.upper,
                                           result.anomaly_score, result.verdict, result.change_pct,
                                           result.q_value))])  # fmt: skip
@@ -55,6 +56,3 @@ def print_results(snapshot: Snapshot, fmt: str, out: TextIO) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
     for row in rows:
         out.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n")
-    for outcome in snapshot.targets:
-        if not outcome.success:
-            out.write(f"target {outcome.target}: query failed: {outcome.error}\n")

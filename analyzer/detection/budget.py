@@ -41,6 +41,7 @@ DRIFT_FLOOR = 1.0  # one robust scale of the reference residuals
 RECORD_HOURS = int(RECORD_SECONDS // HOUR)
 # exceedances closer than the alerts' keep_firing_for are one notification (rules/*.yml)
 GAP_HOURS = {"anomaly": 1, "drift": 3, "regression": 3}
+INFINITE_STATISTIC = 1e6  # what +Inf (a latest sample of +Inf in the bad direction) is recorded as
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,8 @@ class ScoreRecord:
         hour = int(time // HOUR)
         for statistic, value in values.items():
             hours = self.maxima.setdefault(statistic, {})
-            number = float(value) if value is not None and np.isfinite(value) else -np.inf
+            number = float(value) if value is not None and not np.isnan(value) else -np.inf
+            number = min(number, INFINITE_STATISTIC)  # an infinite score is a very high one, not a missing one
             hours[hour] = max(hours.get(hour, -np.inf), number)
             if thresholds is not None and number > thresholds.get(statistic, np.inf):
                 self._cross(statistic, time)

@@ -21,7 +21,8 @@ def gated_band(band: Band, min_abs_deviation: float, min_rel_deviation: float) -
 
 def anomaly_scores(values: np.ndarray, band: Band, direction: str) -> np.ndarray:
     """Deviation from the expected value in units of the band's half width, counted only in the bad
-    direction (``lower_is_better``: above; ``higher_is_better``: below; ``both``: either). NaN stays NaN."""
+    direction (``lower_is_better``: above; ``higher_is_better``: below; ``both``: either). NaN stays NaN; +Inf or
+    -Inf scores +Inf in the bad direction (``histogram_quantile`` beyond the last bucket) and 0 in the good one."""
     deviation = values - band.expected
     with np.errstate(divide="ignore", invalid="ignore"):
         above = np.where(deviation > 0, deviation / (band.upper - band.expected), 0.0)
@@ -34,4 +35,4 @@ def anomaly_scores(values: np.ndarray, band: Band, direction: str) -> np.ndarray
         scores = below
     else:
         scores = np.maximum(above, below)
-    return np.where(np.isfinite(values), scores, np.nan)
+    return np.where(np.isnan(values), np.nan, scores)

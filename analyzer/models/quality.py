@@ -26,3 +26,9 @@ def insufficiency(values: np.ndarray, step: float, min_history: float, max_gap_r
     if np.ptp(present) <= 1e-12 * max(1.0, float(np.abs(present).max())):
         return FLAT
     return None
+
+
+def covered_seconds(values: np.ndarray, step: float) -> float:
+    """History a series has on its grid: from its first sample (finite or infinite) to the end, in seconds."""
+    observed = np.flatnonzero(~np.isnan(values))
+    return float((len(values) - observed[0]) * step) if observed.size else 0.0

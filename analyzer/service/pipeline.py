@@ -18,12 +18,14 @@ from analyzer import results as r
 from analyzer.config import Config, TargetConfig
 from analyzer.detection import budget, regression
 from analyzer.detection.scoring import anomaly_scores, gated_band
+from analyzer.durations import format_duration
 from analyzer.models import FitContext, FittedBaseline, get_model
 from analyzer.models.auto import choose_model
 from analyzer.models.fitting import FitOutcome, FitPool, FitRequest
-from analyzer.models.quality import insufficiency
-from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError
+from analyzer.models.quality import TOO_SHORT, covered_seconds, insufficiency
+from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError, TooManySeries
 from analyzer.series import Series, series_key
+from analyzer.service.history import TargetHistory
 from analyzer.service.sharding import Shard
 from analyzer.state.lifecycle import BaselineMeta, Lifecycle
 from analyzer.telemetry import NullTelemetry, Telemetry
@@ -31,6 +33,7 @@ from analyzer.telemetry import NullTelemetry, Telemetry
 log = logging.getLogger(__name__)
 AUTO_RECHECK_SECONDS = 86400.0
 SCORE_LOOKBACK_STEPS = 2  # the latest sample is looked for at least this many steps back (hourly data)
+NO_SAMPLES = np.empty(0)
 
 
 @dataclass
@@ -43,6 +46,7 @@ class SeriesState:
     trend: regression.Trend | None = None
     meta: BaselineMeta | None = None  # version, creation time and reason of ``baseline`` (analyzer.state.lifecycle)
     record: budget.ScoreRecord = field(default_factory=budget.ScoreRecord)  # what the thresholds are set from
+    history_seconds: float | None = None  # history the series had at its last refit (first sample to the end)
 
 
 @dataclass
@@ -63,7 +67,9 @@ def aligned_window(now: float, length: float, step: float) -> tuple[float, float
 
 
 def latest_observed(series: Series) -> tuple[float, float] | None:
-    observed = np.flatnonzero(np.isfinite(series.values))
+    """The latest sample (time, value); +Inf and -Inf are samples (``histogram_quantile`` when the worst bucket is
+    hit), NaN is not."""
+    observed = np.flatnonzero(~np.isnan(series.values))
     if observed.size == 0:
         return None
     return float(series.timestamps[observed[-1]]), float(series.values[observed[-1]])
@@ -90,6 +96,10 @@ class Analyzer:
         self._auto_models: dict[str, tuple[str, float]] = {}  # target -> (model chosen by ``auto``, when)
         self.states: dict[str, dict[str, SeriesState]] = {t.name: self._stored_states(t) for t in config.targets}
         self._lock = threading.Lock()
+        self.histories = {t.name: TargetHistory(t.step, t.history, t.max_series) for t in config.targets}
+        self._read_locks = {t.name: threading.Lock() for t in config.targets}
+        self._query_errors: dict[str, str] = {}  # target -> the query error last logged
+        self._empty_targets: dict[str, str] = {}  # target -> why its query returned no series
 
     def _stored_states(self, target: TargetConfig) -> dict[str, SeriesState]:
         """Baselines and score records from the store: scoring starts at once, refits follow at each series'
@@ -109,6 +119,47 @@ class Analyzer:
         for name, by_key in states.items():
             self.lifecycle.save_records(name, {key: state.record for key, state in by_key.items()}, self.clock())
 
+    # ------------------------------------------------------------ reading
+    def _read(self, target: TargetConfig, now: float) -> TargetHistory:
+        """The target's history brought up to ``now``; only what it does not hold yet is read
+        (analyzer.service.history). Call with the target's read lock held."""
+        history = self.histories[target.name]
+        _, end = aligned_window(now, target.history, target.step)
+        plan = history.plan(end)
+        held = history.end_slot
+        history.begin(plan)
+        try:
+            self.reader.read_matrix(
+                target.query,
+                plan.start,
+                plan.end,
+                target.step,
+                history.add,
+                max_series=target.max_series,
+                expected_series=len(history.labels) or None,
+            )
+        except TooManySeries:
+            self.histories[target.name] = TargetHistory(target.step, target.history, target.max_series)
+            raise
+        except BaseException:
+            history.end_slot = None if plan.full else held  # the cleared slots are read again next time
+            raise
+        return history
+
+    def _query_failed(self, target: TargetConfig, job: str, exc: Exception) -> None:
+        """One log line per target and problem (repeats of the same error go to debug), and the error counter."""
+        self.telemetry.stage_error("query", target.name)
+        message = str(exc)
+        if self._query_errors.get(target.name) != message:
+            log.warning("target %s: %s skipped, the query failed: %s", target.name, job, message)
+        else:
+            log.debug("target %s: %s skipped, the query still fails: %s", target.name, job, message)
+        self._query_errors[target.name] = message
+
+    def _query_worked(self, target: TargetConfig) -> None:
+        if self._query_errors.pop(target.name, None) is not None:
+            log.info("target %s: the query works again", target.name)
+
     # ------------------------------------------------------------ refit
     def refit(self, now: float | None = None) -> None:
         now = self.clock() if now is None else now
@@ -118,54 +169,85 @@ class Analyzer:
             try:
                 self._refit_target(target, now)
             except PrometheusError as exc:
-                self.telemetry.stage_error("query", target.name)
-                log.warning("refit of target %s skipped: %s", target.name, exc)
+                self._query_failed(target, "refit", exc)
+            except Exception:  # a bug in one target's refit must not cost the others theirs
+                self.telemetry.stage_error("refit", target.name)
+                log.exception("target %s: refit failed", target.name)
 
     def _refit_target(self, target: TargetConfig, now: float) -> None:
-        start, end = aligned_window(now, target.history, target.step)
-        history = [s for s in self.reader.query_range(target.query, start, end, target.step) if self._owns(target, s)]
+        with self._read_locks[target.name]:
+            history = self._read(target, now)
+            history.forget_empty()
+            timestamps = history.timestamps()
+            with self._lock:
+                previous = self.states[target.name]
+            self.lifecycle.begin_pass(target.name, target.retention, now)
+            states: dict[str, SeriesState] = {}
+            due: list[Series] = []
+            for row, labels in history.rows():
+                key = series_key(labels)
+                if not self.shard.owns(target.name, key):
+                    continue
+                states[key] = state = self._carried(target, key, labels, previous.get(key))
+                if self.lifecycle.due(target.name, key, state.baseline is not None, now,
+                                      self.config.schedule.refit_every):  # fmt: skip
+                    due.append(Series(labels, timestamps, history.values(row)))
+        self._query_worked(target)
         context = FitContext(
             step=target.step,
             timezone=self.config.timezone,
             seasonality=target.seasonality,
             band_sigmas=target.band_sigmas,
         )
-        states: dict[str, SeriesState] = {}
         requests: list[FitRequest] = []
-        with self._lock:
-            previous = self.states[target.name]
-        self.lifecycle.begin_pass(target.name, target.retention, now)
-        model = self._model_for(target, history, context, now)
-        for series in history:
-            states[series.key] = state = self._carried(target, series, previous.get(series.key))
-            if not self.lifecycle.due(target.name, series.key, state.baseline is not None, now,
-                                      self.config.schedule.refit_every):  # fmt: skip
-                continue
+        model = self._model_for(target, due, context, now)
+        for series in due:
+            state = states[series.key]
             values = self.lifecycle.training_values(target, series, state.baseline, now)  # flagged periods masked
+            values[np.isinf(values)] = np.nan  # an infinite sample is scored, never learned from
+            state.history_seconds = covered_seconds(series.values, target.step)
             reason = insufficiency(values, target.step, target.min_history, target.max_gap_ratio)
             if reason is None:
                 requests.append(FitRequest(series.key, model, series.timestamps, values, context, target.prophet))
             elif state.baseline is None:
-                state.reason = reason
+                state.reason, state.note = reason, self._insufficiency_note(target, reason, values)
             else:
                 state.note = f"refit skipped ({reason} once flagged periods are masked): kept the current baseline"
-        self.lifecycle.seen(target.name, history, now)
+        self.lifecycle.seen(target.name, [Series(s.labels, NO_SAMPLES, NO_SAMPLES) for s in states.values()], now)
         histories = {request.key: request for request in requests}
-        by_key = {series.key: series for series in history}
+        by_key = {series.key: series for series in due}
         for outcome in self.pool.fit_all(requests, self.config.schedule.fit_timeout, self.telemetry):
             self._apply_fit(states[outcome.key], outcome, target, by_key[outcome.key], histories[outcome.key], now)
             self._learn_history(states[outcome.key], histories[outcome.key], target)
         with self._lock:
             self.states[target.name] = states
+        self._log_warming(target, states)
         # each series' record is stored once per refit interval, at its refit
         self.lifecycle.save_records(target.name, {key: states[key].record for key in histories}, now)
 
-    def _carried(self, target: TargetConfig, series: Series, previous: SeriesState | None) -> SeriesState:
+    @staticmethod
+    def _insufficiency_note(target: TargetConfig, reason: str, values: np.ndarray) -> str:
+        """What a person can act on: how much history is needed and how much there is."""
+        if reason == TOO_SHORT:
+            has = covered_seconds(values, target.step)
+            return f"needs {format_duration(target.min_history)} of history, has {format_duration(has)}"
+        return ""
+
+    @staticmethod
+    def _log_warming(target: TargetConfig, states: dict[str, SeriesState]) -> None:
+        warming = [s.history_seconds or 0.0 for s in states.values() if s.baseline is None and s.reason == TOO_SHORT]
+        if warming:
+            log.info("target %s: %d of %d series are warming up (need %s of history, have %s to %s)", target.name,
+                     len(warming), len(states), format_duration(target.min_history),
+                     format_duration(min(warming)), format_duration(max(warming)))  # fmt: skip
+
+    def _carried(self, target: TargetConfig, key: str, labels: dict[str, str], previous: SeriesState | None
+                 ) -> SeriesState:  # fmt: skip
         """The series' state from the last pass (baseline, verdict), switched to a version pinned from the CLI."""
-        state = replace(previous, labels=series.labels) if previous else SeriesState(series.labels)
-        pinned = self.lifecycle.pinned_version(target.name, series.key)
+        state = replace(previous, labels=labels) if previous else SeriesState(labels)
+        pinned = self.lifecycle.pinned_version(target.name, key)
         if pinned is not None and (state.meta is None or state.meta.version != pinned):
-            found = self.lifecycle.activate_pinned(target.name, series.key)
+            found = self.lifecycle.activate_pinned(target.name, key)
             if found is not None:
                 state.baseline, state.meta = found
                 state.reason = ""
@@ -213,17 +295,13 @@ class Analyzer:
             history.timestamps, history.values - expected, level, target.direction, target.severity
         )
 
-    def _owns(self, target: TargetConfig, series: Series) -> bool:
-        return self.shard.owns(target.name, series.key)
-
     # ------------------------------------------------------------ score
     def score(self, now: float | None = None) -> r.Snapshot:
         now = self.clock() if now is None else now
         snapshot = r.Snapshot(completed_at=now)
         pending: list[PendingVerdict] = []
         for target in self.config.targets:
-            outcome = self._score_target(target, now, snapshot.results, pending)
-            snapshot.targets.append(outcome)
+            snapshot.targets.append(self._score_guarded(target, now, snapshot.results, pending))
         self._decide_verdicts(pending)
         self._mask_regressions(pending)
         for result in snapshot.results:
@@ -251,22 +329,53 @@ class Analyzer:
         result.baseline_trained_from = state.baseline.trained_from
         result.baseline_trained_to = state.baseline.trained_to
 
-    def _score_target(
+    def _score_guarded(
         self, target: TargetConfig, now: float, out: list[r.SeriesResult], pending: list[PendingVerdict]
     ) -> r.TargetOutcome:
+        """A target's results; a failed query or a bug in one target makes that target's series errors, never the
+        others'."""
         with self._lock:
             states = self.states[target.name]
+        results: list[r.SeriesResult] = []
+        verdicts: list[PendingVerdict] = []
+        try:
+            outcome = self._score_target(target, states, now, results, verdicts)
+        except PrometheusError as exc:
+            self._query_failed(target, "score", exc)
+            reason = r.QUERY_FAILED if isinstance(exc, QueryError) else r.PROMETHEUS_UNAVAILABLE
+            note = str(exc)
+        except Exception as exc:
+            self.telemetry.stage_error("score", target.name)
+            log.exception("target %s: score failed", target.name)
+            reason, note = r.SCORE_FAILED, f"{type(exc).__name__}: {exc}"
+        else:
+            out.extend(results)
+            pending.extend(verdicts)
+            return outcome
+        out.extend(r.SeriesResult(target.name, s.labels, r.ERROR, reason, note=note) for s in states.values())
+        return r.TargetOutcome(target.name, False, note, len(states))
+
+    def _recent(self, target: TargetConfig, now: float, since: float) -> list[Series]:
+        """The owned series with a sample since ``since``, read up to ``now``."""
+        with self._read_locks[target.name]:
+            history = self._read(target, now)
+            observed = history.observed_since(since)
+            timestamps = history.timestamps(since)
+            recent = []
+            for row, labels in history.rows():
+                if observed[row] and self.shard.owns(target.name, series_key(labels)):
+                    recent.append(Series(labels, timestamps, history.values(row, since)))
+        self._query_worked(target)
+        return recent
+
+    def _score_target(
+        self, target: TargetConfig, states: dict[str, SeriesState], now: float, out: list[r.SeriesResult],
+        pending: list[PendingVerdict],
+    ) -> r.TargetOutcome:  # fmt: skip
         settings = regression.settings_for(target)
         start, end = aligned_window(now, max(target.score_lookback, settings.regression_window), target.step)
-        try:
-            recent = [
-                s for s in self.reader.query_range(target.query, start, end, target.step) if self._owns(target, s)
-            ]
-        except PrometheusError as exc:
-            self.telemetry.stage_error("query", target.name)
-            reason = r.QUERY_FAILED if isinstance(exc, QueryError) else r.PROMETHEUS_UNAVAILABLE
-            out.extend(r.SeriesResult(target.name, s.labels, r.ERROR, reason, note=str(exc)) for s in states.values())
-            return r.TargetOutcome(target.name, False, str(exc), len(states))
+        recent = self._recent(target, now, start)
+        self._note_empty(target, now, empty=not recent)
         seen: set[str] = set()
         events = self._events(target, start, end)
         lookback = max(target.score_lookback, SCORE_LOOKBACK_STEPS * target.step)
@@ -274,6 +383,7 @@ class Analyzer:
             seen.add(series.key)
             state = states.get(series.key) or SeriesState(series.labels)
             result = self._score_series(target, series.tail(end - lookback), state)
+            result.history_seconds = state.history_seconds
             out.append(result)
             if result.status == r.OK and state.baseline is not None:
                 evidence = self._evidence(series, state, settings)
@@ -281,7 +391,29 @@ class Analyzer:
         for key, state in states.items():
             if key not in seen:
                 out.append(self._stale_result(target, state))
-        return r.TargetOutcome(target.name, True, "", len(seen | states.keys()))
+        return r.TargetOutcome(target.name, True, "", len(seen | states.keys()), returned=len(recent))
+
+    def _note_empty(self, target: TargetConfig, now: float, empty: bool) -> None:
+        """A query that returns nothing leaves the user unmonitored: say so once (until it returns series again),
+        with what an instant query sees now (data that started less than a step ago)."""
+        if not empty:
+            if self._empty_targets.pop(target.name, None):
+                log.info("target %s: the query returns series again", target.name)
+            return
+        if target.name in self._empty_targets:
+            return
+        message = "query returned no series"
+        try:
+            found = self.reader.query(target.query, now)
+        except PrometheusError:
+            found = []
+        if found:
+            message += (f" on the {format_duration(target.step)} grid yet; an instant query finds {len(found)} now: "
+                        "their data started less than a step ago")  # fmt: skip
+        else:
+            message += " (a typo in a metric or label name, a renamed metric, or nothing scraped yet?)"
+        log.warning("target %s: %s", target.name, message)
+        self._empty_targets[target.name] = message
 
     def _score_series(self, target: TargetConfig, series: Series, state: SeriesState) -> r.SeriesResult:
         if state.baseline is None:
@@ -308,7 +440,7 @@ class Analyzer:
         """Residuals of the whole read window against the current baseline (cheap: a few hundred points)."""
         baseline = state.baseline
         expected = baseline.predict(series.timestamps).expected
-        residuals = series.values - expected
+        residuals = np.where(np.isinf(series.values), np.nan, series.values) - expected  # verdicts: finite samples
         regression.warm_up(series.timestamps, residuals, expected, baseline.reference, settings, state.verdict)
         return regression.assess(series.timestamps, residuals, expected, baseline.reference, settings)
 
@@ -348,7 +480,9 @@ class Analyzer:
     def _stale_result(target: TargetConfig, state: SeriesState) -> r.SeriesResult:
         reason = r.STALE if state.baseline is not None else state.reason
         status = r.ERROR if reason == r.FIT_FAILED else r.INSUFFICIENT_DATA
-        return r.SeriesResult(target.name, state.labels, status, reason, note=state.note)
+        result = r.SeriesResult(target.name, state.labels, status, reason, note=state.note)
+        result.history_seconds = state.history_seconds
+        return result
 
 
 def fill_thresholds(result: r.SeriesResult, thresholds: budget.Thresholds | None, minor_pct: float) -> None:

@@ -45,4 +45,4 @@ EXPOSE 9977
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:9977/healthz', timeout=4).status != 200)"]
 ENTRYPOINT ["perfsentinel"]
-CMD ["run", "--config", "/etc/perfsentinel/perfsentinel.yml"]
+CMD ["run", "--config", "/etc/perfsentinel/perfsentinel.yml", "--listen", "0.0.0.0:9977"]

@@ -20,7 +20,7 @@ from analyzer.detection.stats import TESTS, SeverityThresholds
 from analyzer.durations import parse_duration
 from analyzer.models.prophet import ProphetOptions
 
-DEFAULT_LISTEN = "0.0.0.0:9977"
+DEFAULT_LISTEN = "127.0.0.1:9977"  # secure by default; containers pass --listen 0.0.0.0:9977
 STRATEGIES = ("manual", "time_based", "on_improvement", "on_drift", "adaptive")  # see analyzer.state.lifecycle
 DIRECTIONS = ("lower_is_better", "higher_is_better", "both")
 KIND_DIRECTIONS = {

@@ -248,14 +248,40 @@ def test_every_module_is_in_a_package_the_image_installs() -> None:
     assert folders - packages == set(), "modules missing from the image: add their packages to pyproject.toml"
 
 
+def test_containers_listen_on_every_interface_explicitly() -> None:
+    """A bare `perfsentinel run` listens on 127.0.0.1 only: the image's command and the compose service say
+    0.0.0.0, and Prometheus scrapes that port."""
+    from analyzer.commands.cli import parser
+
+    port = DEFAULT_LISTEN.rsplit(":", 1)[1]
+    assert DEFAULT_LISTEN.startswith("127.0.0.1:")
+    image = json.loads(re.findall(r"^CMD (\[.*\])$", final_stage(), re.M)[-1])
+    service = compose()["services"]["perfsentinel"]["command"]
+    for command in (image, service):
+        assert parser().parse_args(command).listen == f"0.0.0.0:{port}"
+    jobs = yaml.safe_load((COMPOSE_DIR / "prometheus.yml").read_text())["scrape_configs"]
+    job = next(j for j in jobs if j["job_name"] == "perfsentinel")
+    assert job["static_configs"][0]["targets"] == [f"perfsentinel:{port}"]
+
+
 @pytest.mark.integration
-def test_image_health_check_command_answers_for_a_running_service(tmp_path: Path, processes) -> None:
-    """The HEALTHCHECK's command against `perfsentinel run` started with the image's environment."""
+@pytest.mark.parametrize("web_config", [False, True], ids=["plain", "tls-and-basic-auth"])
+def test_image_health_check_command_answers_for_a_running_service(tmp_path: Path, processes, web_config) -> None:
+    """The HEALTHCHECK's command against `perfsentinel run` started with the image's environment; with a web
+    config (TLS and basic auth) too: /healthz needs no credentials and answers plain HTTP."""
     port = free_port()
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(tmp_path), "PROMETHEUS_URL": "http://127.0.0.1:1",
            "MPLCONFIGDIR": str(tmp_path / "matplotlib")}  # fmt: skip
+    extra = []
+    if web_config:
+        from tests.test_webconfig import FAST_HASH, make_pki, write_config
+
+        pki = make_pki(tmp_path / "pki")
+        web = {"tls_server_config": {"cert_file": "server.crt", "key_file": "server.key"},
+               "basic_auth_users": {"prometheus": FAST_HASH}}  # fmt: skip
+        extra = ["--web.config.file", str(write_config(pki / "web.yml", web))]
     run = subprocess.Popen(["perfsentinel", "run", "--config", str(COMPOSE_DIR / "perfsentinel.yml"),
-                            "--listen", f"127.0.0.1:{port}"], env=env, stdout=subprocess.DEVNULL,
+                            "--listen", f"127.0.0.1:{port}", *extra], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)  # fmt: skip
     processes.append(run)
     wait_http(f"http://127.0.0.1:{port}/healthz", 30, run)
@@ -263,6 +289,8 @@ def test_image_health_check_command_answers_for_a_running_service(tmp_path: Path
     command = [part.replace(":9977/", f":{port}/") for part in command]
     command[0] = sys.executable
     assert subprocess.run(command, capture_output=True, timeout=30).returncode == 0
+    if web_config:  # the web config is in force: /metrics is TLS only
+        assert requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).status_code == 400
     run.kill()  # (a SIGTERM waits for the running refit, which retries the unreachable Prometheus)
     run.wait(timeout=20)
     assert subprocess.run(command, capture_output=True, timeout=30).returncode != 0

@@ -52,7 +52,14 @@ ALL_OPTIONS = {
     "extraArgs": ["--prometheus-url=http://prometheus:9090"],
     "persistence": {"enabled": False},
 }
-CONFIGS = {"default": {}, "sharded-operator": SHARDED_OPERATOR, "all-options": ALL_OPTIONS}
+BCRYPT_HASH = "$2y$10$X0h1gDsPszWURQaxFh.zoubFi6DXncSjhoQNJgRrnGs7EsimhC7zG"
+WEB_CONFIG = {
+    "webConfig": {"tls": {"secretName": "ps-tls", "minVersion": "TLS13", "clientCA": {"secretName": "ps-client-ca"}},
+                  "basicAuth": {"users": {"prometheus": BCRYPT_HASH}},
+                  "headers": {"X-Content-Type-Options": "nosniff"}},
+    "serviceMonitor": {"enabled": True, "basicAuth": {"secretName": "ps-scrape"}},
+}  # fmt: skip
+CONFIGS = {"default": {}, "sharded-operator": SHARDED_OPERATOR, "all-options": ALL_OPTIONS, "web-config": WEB_CONFIG}
 
 
 # ---------------------------------------------------------------- helpers
@@ -141,6 +148,9 @@ def test_manifests_are_valid_kubernetes_objects(config: str) -> None:
         ({"serviceMonitr": {"enabled": True}}, "serviceMonitr"),
         ({"config": {"prometheus": {"bearer_token": "inline-secret"}}}, "/config/prometheus"),
         ({"config": {"prometheus": {"basic_auth": {"username": "u", "password": "inline"}}}}, "basic_auth"),
+        ({"webConfig": {"basicAuth": {"users": {"prometheus": "a-password"}}}}, "/webConfig/basicAuth/users"),
+        ({"webConfig": {"headers": {"X-Powered-By": "perfsentinel"}}}, "/webConfig/headers"),
+        ({"webConfig": {"tls": {"secretName": "t", "minVersion": "SSL3"}}}, "/webConfig/tls/minVersion"),
     ],
 )
 def test_values_schema_refuses_bad_values(values: dict[str, Any], message: str) -> None:
@@ -155,7 +165,7 @@ def test_chart_app_version_is_the_package_version() -> None:
 
 
 # ---------------------------------------------------------------- golden files
-@pytest.mark.parametrize("config", ["default", "sharded-operator"])
+@pytest.mark.parametrize("config", ["default", "sharded-operator", "web-config"])
 def test_golden_render(config: str, tmp_path: Path) -> None:
     text = golden_text(render(CONFIGS[config], fixture_chart(tmp_path)))
     golden = GOLDEN / f"helm-{config}.yaml"
@@ -273,6 +283,69 @@ def test_service_monitor_honours_the_exported_labels() -> None:
     selected = [s for s in by_kind(docs, "Service") if selector <= s["metadata"]["labels"].items()]
     assert len(by_kind(docs, "Service")) == 2  # the ClusterIP one and the StatefulSet's headless one
     assert [s["spec"].get("clusterIP") for s in selected] == [None]  # each pod scraped once, not twice
+
+
+def mounted_file(pod: dict[str, Any], path: str) -> tuple[str, str]:
+    """The Secret and key that ``path`` in the perfsentinel container comes from."""
+    container = pod["containers"][0]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == str(Path(path).parent))
+    assert mount["readOnly"] is True and "subPath" not in mount  # a folder: renewed Secrets reach the pod
+    secret = next(v for v in pod["volumes"] if v["name"] == mount["name"])["secret"]
+    item = next(i for i in secret["items"] if i["path"] == Path(path).name)
+    return secret["secretName"], item["key"]
+
+
+def test_web_config_is_a_secret_perfsentinel_accepts_with_every_file_mounted(tmp_path: Path) -> None:
+    from exporter.webconfig import load_web_config
+    from tests.test_webconfig import make_pki
+
+    docs = manifests(render(WEB_CONFIG))
+    pod = workload(docs)["spec"]["template"]["spec"]
+    flag = next(a for a in pod["containers"][0]["args"] if a.startswith("--web.config.file="))
+    web_file = flag.split("=", 1)[1]
+    secret = next(d for d in by_kind(docs, "Secret") if d["metadata"]["name"] == mounted_file(pod, web_file)[0])
+    text = secret["stringData"][mounted_file(pod, web_file)[1]]
+    raw = yaml.safe_load(text)
+    assert raw["basic_auth_users"] == {"prometheus": BCRYPT_HASH}
+    pki, mounted = make_pki(tmp_path / "pki"), {}
+    for key, local in (("cert_file", "server.crt"), ("key_file", "server.key"), ("client_ca_file", "ca.crt")):
+        mounted[key] = mounted_file(pod, raw["tls_server_config"][key])
+        text = text.replace(raw["tls_server_config"][key], str(pki / local))
+    assert mounted == {"cert_file": ("ps-tls", "tls.crt"), "key_file": ("ps-tls", "tls.key"),
+                       "client_ca_file": ("ps-client-ca", "ca.crt")}  # fmt: skip
+    (tmp_path / "web-config.yml").write_text(text)
+    config = load_web_config(str(tmp_path / "web-config.yml"))
+    assert config.summary == "TLS, client certificates (RequireAndVerifyClientCert), basic auth (1 user)"
+    assert config.tls.min_version == "TLS13" and config.headers == {"X-Content-Type-Options": "nosniff"}
+    container = pod["containers"][0]  # the probes need no credentials and answer plain HTTP on the TLS port
+    assert container["livenessProbe"]["httpGet"].get("scheme", "HTTP") == "HTTP"
+    assert container["readinessProbe"]["httpGet"].get("scheme", "HTTP") == "HTTP"
+
+
+def test_service_monitor_scrapes_https_with_basic_auth_when_the_web_config_asks() -> None:
+    endpoint = one(manifests(render(WEB_CONFIG)), "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == {"ca": {"secret": {"name": "ps-tls", "key": "ca.crt"}},
+                                     "serverName": "ps-perfsentinel.monitoring.svc"}  # fmt: skip
+    assert endpoint["basicAuth"] == {"username": {"name": "ps-scrape", "key": "username"},
+                                     "password": {"name": "ps-scrape", "key": "password"}}  # fmt: skip
+    own = {"ca": {"configMap": {"name": "ca", "key": "ca.crt"}}, "cert": {"secret": {"name": "c", "key": "tls.crt"}},
+           "keySecret": {"name": "c", "key": "tls.key"}}  # fmt: skip
+    values = {**WEB_CONFIG, "serviceMonitor": {"enabled": True, "tlsConfig": own}}
+    assert one(manifests(render(values)), "ServiceMonitor")["spec"]["endpoints"][0]["tlsConfig"] == own
+    plain = one(manifests(render(SHARDED_OPERATOR)), "ServiceMonitor")["spec"]["endpoints"][0]
+    assert not {"scheme", "tlsConfig", "basicAuth"} & set(plain)
+
+
+def test_an_existing_web_config_secret_is_mounted_instead_of_the_rendered_one() -> None:
+    values = {"webConfig": {"existingSecret": "my-web-config", "existingSecretKey": "web.yml"}}
+    docs = manifests(render(values))
+    pod = workload(docs)["spec"]["template"]["spec"]
+    assert "--web.config.file=/etc/perfsentinel/web/config/web.yml" in pod["containers"][0]["args"]
+    assert mounted_file(pod, "/etc/perfsentinel/web/config/web.yml") == ("my-web-config", "web.yml")
+    assert by_kind(docs, "Secret") == []
+    default = workload(manifests(render({})))["spec"]["template"]["spec"]
+    assert not any(a.startswith("--web.config.file") for a in default["containers"][0]["args"])
 
 
 # ---------------------------------------------------------------- one source of truth: rules/ and grafana/

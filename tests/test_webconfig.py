@@ -50,11 +50,15 @@ def issue(directory: Path, name: str, subject: str, san: str | None = None) -> N
 
 @pytest.fixture
 def pki(tmp_path: Path) -> Path:
-    """A throw-away CA, a server certificate for 127.0.0.1/localhost and a client certificate."""
+    return make_pki(tmp_path / "pki")
+
+
+def make_pki(directory: Path) -> Path:
+    """A throw-away CA (ca.crt), a server certificate for 127.0.0.1/localhost (server.crt, server.key) and a
+    client certificate (client.crt, client.key) in ``directory``."""
     if shutil.which("openssl") is None:
         pytest.fail("openssl missing: apt-get install -y openssl")
-    directory = tmp_path / "pki"
-    directory.mkdir()
+    directory.mkdir(parents=True)
     openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
             "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=perfsentinel test CA", cwd=directory)  # fmt: skip
     issue(directory, "server", "/CN=localhost", "IP:127.0.0.1,DNS:localhost")

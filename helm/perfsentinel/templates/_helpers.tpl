@@ -72,6 +72,46 @@ credential files). Credentials are file paths or ${ENV} references, never secret
 {{- toYaml $config }}
 {{- end }}
 
+{{/* "true" when perfsentinel runs with --web.config.file (TLS, basic auth or headers for /metrics). */}}
+{{- define "perfsentinel.webConfig.enabled" -}}
+{{- with .Values.webConfig }}
+{{- if or .existingSecret .tls.secretName .basicAuth.users .headers }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{- define "perfsentinel.webConfig.secretName" -}}
+{{- .Values.webConfig.existingSecret | default (printf "%s-web-config" (include "perfsentinel.fullname" .)) }}
+{{- end }}
+
+{{- define "perfsentinel.webConfig.file" -}}
+/etc/perfsentinel/web/config/{{ .Values.webConfig.existingSecretKey }}
+{{- end }}
+
+{{/*
+The web config file (exporter-toolkit format) the chart renders into a Secret: certificate paths are the mounts of
+the TLS and client CA Secrets (mounted as folders, so renewals reach the pod and perfsentinel picks them up).
+*/}}
+{{- define "perfsentinel.webConfig" -}}
+{{- $web := dict }}
+{{- with .Values.webConfig }}
+{{- if .tls.secretName }}
+{{- $tls := dict "cert_file" "/etc/perfsentinel/web/tls/tls.crt" "key_file" "/etc/perfsentinel/web/tls/tls.key" "min_version" .tls.minVersion }}
+{{- if .tls.clientCA.secretName }}
+{{- $_ := set $tls "client_auth_type" "RequireAndVerifyClientCert" }}
+{{- $_ := set $tls "client_ca_file" "/etc/perfsentinel/web/client-ca/ca.crt" }}
+{{- end }}
+{{- $_ := set $web "tls_server_config" $tls }}
+{{- end }}
+{{- if .basicAuth.users }}
+{{- $_ := set $web "basic_auth_users" .basicAuth.users }}
+{{- end }}
+{{- if .headers }}
+{{- $_ := set $web "http_server_config" (dict "headers" .headers) }}
+{{- end }}
+{{- end }}
+{{- toYaml $web }}
+{{- end }}
+
 {{/* Pod template shared by the Deployment (shards: 1) and the StatefulSet (shards > 1). */}}
 {{- define "perfsentinel.podTemplate" -}}
 metadata:
@@ -109,6 +149,9 @@ spec:
         {{- if include "perfsentinel.sharded" . }}
         - --shard-count={{ .Values.shards }}
         - --shard-index-from-hostname
+        {{- end }}
+        {{- if include "perfsentinel.webConfig.enabled" . }}
+        - --web.config.file={{ include "perfsentinel.webConfig.file" . }}
         {{- end }}
         {{- range .Values.extraArgs }}
         - {{ . | quote }}
@@ -170,6 +213,23 @@ spec:
           readOnly: true
         {{- end }}
         {{- end }}
+        {{- if include "perfsentinel.webConfig.enabled" . }}
+        - name: web-config
+          mountPath: /etc/perfsentinel/web/config
+          readOnly: true
+        {{- end }}
+        {{- with .Values.webConfig.tls }}
+        {{- if .secretName }}
+        - name: web-tls
+          mountPath: /etc/perfsentinel/web/tls
+          readOnly: true
+        {{- end }}
+        {{- if .clientCA.secretName }}
+        - name: web-client-ca
+          mountPath: /etc/perfsentinel/web/client-ca
+          readOnly: true
+        {{- end }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -211,6 +271,34 @@ spec:
         secretName: {{ .ca.secretName }}
         items:
           - key: {{ .ca.key }}
+            path: ca.crt
+    {{- end }}
+    {{- end }}
+    {{- if include "perfsentinel.webConfig.enabled" . }}
+    - name: web-config
+      secret:
+        secretName: {{ include "perfsentinel.webConfig.secretName" . }}
+        items:
+          - key: {{ .Values.webConfig.existingSecretKey }}
+            path: {{ .Values.webConfig.existingSecretKey }}
+    {{- end }}
+    {{- with .Values.webConfig.tls }}
+    {{- if .secretName }}
+    - name: web-tls
+      secret:
+        secretName: {{ .secretName }}
+        items:
+          - key: tls.crt
+            path: tls.crt
+          - key: tls.key
+            path: tls.key
+    {{- end }}
+    {{- if .clientCA.secretName }}
+    - name: web-client-ca
+      secret:
+        secretName: {{ .clientCA.secretName }}
+        items:
+          - key: {{ .clientCA.key }}
             path: ca.crt
     {{- end }}
     {{- end }}

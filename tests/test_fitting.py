@@ -1,5 +1,12 @@
-"""The fit pool: failures and time-outs are reported per series and never stop the batch."""
+"""The fit pool: failures and time-outs are reported per series and never stop the batch; a batch ends when the pool
+is closed from another thread; workers never outlive the process that started them."""
 
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
@@ -7,6 +14,8 @@ import numpy as np
 from analyzer.models import FitContext, fitting
 from analyzer.models.fitting import FitPool, FitRequest, fit_one
 from analyzer.synthetic import generate
+from tests.conftest import REPO
+from tests.procs import alive, descendants, fit_workers, wait_for
 
 
 class Recorder:
@@ -57,3 +66,47 @@ def test_a_slow_fit_times_out_without_blocking_the_others(monkeypatch):
     assert time.monotonic() - started < 20
     assert outcomes["a"].baseline is not None and outcomes["b"].baseline is not None, outcomes["a"].error
     assert outcomes["slow"].baseline is None and outcomes["slow"].error.startswith("timeout")
+
+
+def sleeping_fit(req):
+    time.sleep(60)
+    return fit_one(req)
+
+
+def test_close_from_another_thread_ends_the_running_batch_without_errors(monkeypatch, caplog):
+    monkeypatch.setattr(fitting, "fit_one", sleeping_fit)
+    pool = FitPool(workers=2)
+    telemetry = Recorder()
+    threading.Timer(3.0, pool.shutdown).start()  # the service's SIGTERM, while both workers are busy
+    started = time.monotonic()
+    outcomes = list(pool.fit_all([request(str(i)) for i in range(4)], 120, telemetry))
+    assert time.monotonic() - started < 15
+    assert outcomes == [] and telemetry.fits == []  # the fits not done are not reported as failures
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert list(pool.fit_all([request("after")], 120, telemetry)) == []  # shut down: no new workers either
+
+
+def test_fit_workers_exit_when_their_parent_is_killed(tmp_path):
+    """A process with a busy pool is killed with SIGKILL: its workers (the fork server's children) go too."""
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import sys\n"
+        "from analyzer.models import fitting\n"
+        "from tests import test_fitting\n"
+        "fitting.fit_one = test_fitting.sleeping_fit\n"
+        "pool = fitting.FitPool(workers=2)\n"
+        "for outcome in pool.fit_all([test_fitting.request(str(i)) for i in range(4)], 600, test_fitting.Recorder()):\n"
+        "    pass\n"
+    )
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                              stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        assert wait_for(lambda: len(fit_workers(parent.pid)[1]) == 2, 60)
+        family = descendants(parent.pid)  # the fork server, both workers, the resource tracker
+    finally:
+        parent.kill()
+        parent.wait()
+    gone = wait_for(lambda: not [pid for pid in family if alive(pid)], 10)
+    for pid in [pid for pid in family if alive(pid)]:
+        os.kill(pid, signal.SIGKILL)
+    assert gone, "a fit worker outlived its parent"

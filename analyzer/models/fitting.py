@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import select
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, TimeoutError, as_completed
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
@@ -73,20 +76,76 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+# ---------------------------------------------------------------- worker processes
+PARENT_POLL_SECONDS = 1.0  # where pidfd_open is missing (not Linux, kernels before 5.3)
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Initializer of each fit worker.
+
+    Workers ignore SIGINT: Ctrl-C reaches the whole process group, and the service stops them itself (no
+    KeyboardInterrupt traceback from each worker). SIGTERM keeps its default, which ProcessPoolExecutor relies on
+    to end the workers of a broken pool. A watchdog thread ends the worker when the service is gone, whatever the
+    way (kill -9, the OOM killer): with the forkserver start method the worker's parent is the fork server, which
+    lives as long as any worker holds its end of the pipe, so neither PR_SET_PDEATHSIG nor the parent pid would
+    notice. The watchdog waits on a pidfd of the service (no polling, immune to pid reuse)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        handle = os.pidfd_open(parent_pid)
+    except ProcessLookupError:
+        os._exit(0)  # the service died before this worker started
+    except (AttributeError, OSError):
+        handle = None
+    threading.Thread(target=_exit_with_parent, args=(parent_pid, handle), name="parent-watchdog", daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int, handle: int | None) -> None:
+    if handle is not None:
+        select.select([handle], [], [])  # readable once the process has exited
+    else:
+        while _alive(parent_pid):
+            time.sleep(PARENT_POLL_SECONDS)
+    os._exit(0)  # at once, even in the middle of a fit: nobody is left to take its result
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class FitPool:
-    """``workers=1`` fits in the calling thread (tests, one-shot runs on few series); more use processes."""
+    """``workers=1`` fits in the calling thread (tests, one-shot runs on few series); more use processes.
+
+    ``close`` and ``shutdown`` may be called from another thread while ``fit_all`` runs (the service's SIGTERM): the
+    running batch then ends at once without the fits it has not collected, and no error is reported for them."""
 
     def __init__(self, workers: int = 0) -> None:
         self.workers = workers or default_workers()
         self._executor: ProcessPoolExecutor | None = None
+        self._closed: Future = Future()  # resolved by close(): wakes a batch waiting on its fits
+        self._lock = threading.Lock()
+        self._shut_down = False
 
-    def _pool(self) -> ProcessPoolExecutor:
-        if self._executor is None:
-            context = multiprocessing.get_context("forkserver")  # fork is unsafe beside scheduler threads
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
-        return self._executor
+    def _pool(self) -> tuple[ProcessPoolExecutor, Future] | None:
+        with self._lock:
+            if self._shut_down:
+                return None
+            if self._executor is None:
+                context = multiprocessing.get_context("forkserver")  # fork is unsafe beside scheduler threads
+                self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                                     initializer=_worker_init, initargs=(os.getpid(),))  # fmt: skip
+                self._closed = Future()
+            return self._executor, self._closed
 
     def fit_all(self, requests: list[FitRequest], timeout: float, telemetry: Telemetry) -> Iterator[FitOutcome]:
+        """One outcome per request as the fits finish; none at all after ``shutdown``."""
+        if self._shut_down:
+            return
         outcomes = self._run_inline(requests) if self.workers == 1 else self._run_pooled(requests, timeout)
         for outcome in outcomes:
             self._report(outcome, telemetry)
@@ -108,41 +167,69 @@ class FitPool:
         return (fit_one(request) for request in requests)
 
     def _run_pooled(self, requests: list[FitRequest], timeout: float) -> Iterator[FitOutcome]:
-        if not requests:
+        pool = self._pool() if requests else None
+        if pool is None:
             return
-        futures: dict[Future, FitRequest] = {self._pool().submit(fit_one, req): req for req in requests}
-        # each worker runs its share one after another, so the batch gets the per-fit limit per round
-        rounds = -(-len(requests) // self.workers)
+        executor, closed = pool
         try:
-            for future in as_completed(futures, timeout=timeout * rounds):
+            futures: dict[Future, FitRequest] = {executor.submit(fit_one, req): req for req in requests}
+        except RuntimeError:  # closed (shutdown) or broken between _pool() and submit: the service is stopping
+            return
+        # each worker runs its share one after another, so the batch gets the per-fit limit per round
+        deadline = time.monotonic() + timeout * -(-len(requests) // self.workers)
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending | {closed}, deadline - time.monotonic(), FIRST_COMPLETED)
+            pending.discard(closed)
+            if closed.done():
+                return  # closed from another thread: the fits not collected are simply not done
+            if not done:
+                yield from self._expire(pending, futures, timeout)
+                return
+            for future in done:
                 yield self._collect(future, futures[future])
-        except TimeoutError:
-            for future, request in futures.items():
-                if not future.done():
-                    future.cancel()
-                    yield FitOutcome(request.key, request.model, None, timeout, f"timeout after {timeout:g}s")
-            self.close(kill=True)  # a stuck worker would keep its slot forever: start a fresh pool next time
+
+    def _expire(self, pending: set[Future], futures: dict[Future, FitRequest], timeout: float) -> Iterator[FitOutcome]:
+        for future in pending:
+            future.cancel()
+            request = futures[future]
+            yield FitOutcome(request.key, request.model, None, timeout, f"timeout after {timeout:g}s")
+        self.close(kill=True)  # a stuck worker would keep its slot forever: start a fresh pool next time
 
     def _collect(self, future: Future, request: FitRequest) -> FitOutcome:
         try:
             return future.result()
         except BrokenProcessPool as exc:
-            self._executor = None
+            with self._lock:
+                self._executor = None
             return FitOutcome(request.key, request.model, None, 0.0, f"worker died: {exc}")
+        except CancelledError:
+            return FitOutcome(request.key, request.model, None, 0.0, "cancelled: the fit pool was closed")
         except Exception as exc:  # an unexpected bug in one fit must not lose the batch
             log.exception("fit of %s crashed", request.key)
             return FitOutcome(request.key, request.model, None, 0.0, f"{type(exc).__name__}: {exc}")
 
     def close(self, kill: bool = False) -> None:
-        """Shut the pool down and wait for its processes to exit (none may outlive the service).
+        """Shut the pool down and wait for its processes to exit (none may outlive the service). A batch running
+        in another thread ends at once; a later ``fit_all`` starts a fresh pool.
 
-        ``kill`` terminates busy workers first: after a fit timed out, and on SIGTERM, where waiting for the
+        ``kill`` ends busy workers with SIGKILL first: after a fit timed out, and on SIGTERM, where waiting for the
         running fits would delay the stop."""
-        if self._executor is None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+            if not self._closed.done():
+                self._closed.set_result(None)
+        if executor is None:
             return
-        executor, self._executor = self._executor, None
         if kill:
-            for process in list(getattr(executor, "_processes", {}).values()):
+            for process in list((getattr(executor, "_processes", None) or {}).values()):
                 if process.is_alive():
-                    process.terminate()
+                    process.kill()
         executor.shutdown(wait=True, cancel_futures=True)
+
+    def shutdown(self) -> None:
+        """Close for good (the service stopping): busy workers are killed, the running batch ends, and ``fit_all``
+        yields nothing from now on, so a refit that is still on its way starts no new workers."""
+        with self._lock:
+            self._shut_down = True
+        self.close(kill=True)

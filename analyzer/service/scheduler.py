@@ -4,8 +4,15 @@ Each job has ``max_instances=1`` and ``coalesce=True``, so runs never overlap an
 the previous one is still going is skipped and counted (``perfsentinel_runs_total{outcome="skipped"}``).
 The refit pass runs first at start, then ``REFIT_SLICES`` times per ``refit_every``; each pass refits only the
 series whose slot in the interval came up (analyzer.state.lifecycle), so fits spread over the interval and a restart
-with stored baselines does not refit everything at once. Scoring runs every ``score_every``. SIGTERM/SIGINT stop
-the scheduler, cancel queued fits, store the series' score records and return.
+with stored baselines does not refit everything at once. Scoring runs every ``score_every``.
+
+A score run in which no target could be read (Prometheus down) is published, so every target's error is visible,
+but counted as ``outcome="failure"``: ``perfsentinel_last_success_timestamp_seconds{task="score"}`` stops moving
+and PerfSentinelAnalysisStale fires during an outage.
+
+SIGTERM/SIGINT stop the scheduler, kill the fit workers (the running refit ends without the fits it has not
+collected), wait a little for the running job, store the series' score records and return; a job interrupted by the
+stop is neither an error nor a failed run.
 """
 
 from __future__ import annotations
@@ -27,6 +34,11 @@ from analyzer.state.lifecycle import REFIT_SLICES
 from analyzer.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+STOP_GRACE_SECONDS = 10.0  # how long a stop waits for the running job (a request in flight) before it stores records
+
+
+class NothingAnalysed(RuntimeError):
+    """A score run in which every target failed: published, but a failed run."""
 
 
 class Service:
@@ -35,19 +47,36 @@ class Service:
         self.telemetry = telemetry
         self.publish = publish
         self.stopped = threading.Event()
+        self._running = 0  # jobs in progress; stop() waits for them (bounded) before it stores the records
+        self._idle = threading.Condition()
         self.scheduler = BackgroundScheduler(timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True})
         self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES)
 
     # ------------------------------------------------------------ jobs
     def _timed(self, job: str, action: Callable[[], None]) -> None:
+        if self.stopped.is_set():
+            return
         started = time.monotonic()
+        with self._idle:
+            self._running += 1
         try:
             action()
-        except Exception:  # a failed run is reported and the next one tries again
-            log.exception("%s run failed", job)
+        except NothingAnalysed as exc:
+            log.warning("%s run failed: %s", job, exc)
             self.telemetry.run_finished(job, "failure", time.monotonic() - started)
+        except Exception as exc:  # a failed run is reported and the next one tries again
+            if self.stopped.is_set():  # what a stop interrupts is no failure of the analysis
+                log.info("%s run ended by the stop (%s: %s)", job, type(exc).__name__, exc)
+            else:
+                log.exception("%s run failed", job)
+                self.telemetry.run_finished(job, "failure", time.monotonic() - started)
         else:
-            self.telemetry.run_finished(job, "success", time.monotonic() - started)
+            if not self.stopped.is_set():
+                self.telemetry.run_finished(job, "success", time.monotonic() - started)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
 
     def refit_job(self) -> None:
         self._timed("refit", self._refit_and_score)
@@ -57,7 +86,8 @@ class Service:
             self.analyzer.refit()
             self.score_job()  # publish fresh scores from the new baselines at once
         finally:
-            self._start_scoring()
+            if not self.stopped.is_set():
+                self._start_scoring()
 
     def _start_scoring(self, first_run: datetime | None = None) -> None:
         """The score job starts when there is something to score: at once when baselines were loaded from the
@@ -68,7 +98,17 @@ class Service:
                                                                           else {}))  # fmt: skip
 
     def score_job(self) -> None:
-        self._timed("score", lambda: self.publish(self.analyzer.score()))
+        self._timed("score", self._score_and_publish)
+
+    def _score_and_publish(self) -> None:
+        snapshot = self.analyzer.score()
+        if self.stopped.is_set():
+            return  # scored while stopping (reads cancelled): not an analysis worth publishing
+        self.publish(snapshot)  # even when every target failed: their errors are what there is to see
+        if snapshot.targets and not any(outcome.success for outcome in snapshot.targets):
+            failed = "; ".join(f"{o.target}: {o.error}" for o in snapshot.targets[:3])
+            more = f" (and {len(snapshot.targets) - 3} more)" if len(snapshot.targets) > 3 else ""
+            raise NothingAnalysed(f"no target could be read: {failed}{more}")
 
     def _on_skipped(self, event: JobEvent) -> None:
         log.warning("%s run skipped: the previous one is still running", event.job_id)
@@ -88,12 +128,16 @@ class Service:
         self.scheduler.start()
 
     def stop(self) -> None:
+        self.stopped.set()  # before anything else: what the stop interrupts is reported as such, not as an error
         self.analyzer.reader.cancelled.set()  # a running refit ends at its next request instead of finishing
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        self.analyzer.pool.close(kill=True)
+        self.analyzer.pool.shutdown()  # kills busy workers; the running refit keeps the fits it has collected
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._running == 0, STOP_GRACE_SECONDS):
+                log.warning("a job is still running %gs after the stop; storing the score records anyway",
+                            STOP_GRACE_SECONDS)  # fmt: skip
         self.analyzer.save_records()  # what was scored since each series' last refit
-        self.stopped.set()
 
     def run_until_signalled(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -66,13 +66,19 @@ def _text(value: float) -> str:
     return repr(float(value))
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that gave up (a timeout test) is expected here, not an error worth a traceback."""
+
+
 class FakePrometheus:
     def __init__(self) -> None:
         self.behaviours: dict[str, Behaviour] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
+        self.httpd = QuietServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

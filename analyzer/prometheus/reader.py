@@ -65,6 +65,10 @@ class TooManySeries(PrometheusError):
         self.count, self.limit = count, limit
 
 
+class SeriesCollision(PrometheusError):
+    """Two series of the answer would be exported with the same labels."""
+
+
 T = TypeVar("T")
 Sink = Callable[[dict[str, str], np.ndarray, np.ndarray], None]
 log = logging.getLogger(__name__)

@@ -14,12 +14,11 @@ The values are ``float32`` (half the memory of the float64 answers: 32 MB per 1,
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from analyzer.prometheus.reader import TooManySeries, identity_labels
+from analyzer.prometheus.reader import SeriesCollision, TooManySeries, identity_labels
 from analyzer.series import series_key
 
 OVERLAP_STEPS = 2  # slots already held that each incremental read asks for again
@@ -118,11 +117,21 @@ class TargetHistory:
         block, offset = divmod(row, BLOCK_ROWS)
         return self.blocks[block][offset, columns].astype(np.float64)
 
-    def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
-        """(row, exported labels) of every series held; several metric names keep the name as a label."""
+    def rows(self) -> list[tuple[int, dict[str, str], str]]:
+        """(row, exported labels, series key) of every series held; several metric names keep the name as a label.
+        Raises SeriesCollision when two series would be exported alike (never merged silently)."""
         keep_name = len(self.names) > 1
-        for row, labels in enumerate(self.labels):
-            yield row, identity_labels(labels, keep_name)
+        found, owners = [], {}
+        for row, raw in enumerate(self.labels):
+            labels = identity_labels(raw, keep_name)
+            key = series_key(labels)
+            if key in owners:
+                raise SeriesCollision(f"two series of the query would both be exported as {key}: "
+                                      f"{series_key(self.labels[owners[key]])} and {series_key(raw)}; keep a label "
+                                      "that tells them apart (e.g. by (...) in the query)")  # fmt: skip
+            owners[key] = row
+            found.append((row, labels, key))
+        return found
 
     def observed_since(self, since: float) -> np.ndarray:
         """Per row, whether it has a sample (finite or infinite) at or after ``since``."""

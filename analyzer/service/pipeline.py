@@ -184,8 +184,7 @@ class Analyzer:
             self.lifecycle.begin_pass(target.name, target.retention, now)
             states: dict[str, SeriesState] = {}
             due: list[Series] = []
-            for row, labels in history.rows():
-                key = series_key(labels)
+            for row, labels, key in history.rows():
                 if not self.shard.owns(target.name, key):
                     continue
                 states[key] = state = self._carried(target, key, labels, previous.get(key))
@@ -362,8 +361,8 @@ class Analyzer:
             observed = history.observed_since(since)
             timestamps = history.timestamps(since)
             recent = []
-            for row, labels in history.rows():
-                if observed[row] and self.shard.owns(target.name, series_key(labels)):
+            for row, labels, key in history.rows():
+                if observed[row] and self.shard.owns(target.name, key):
                     recent.append(Series(labels, timestamps, history.values(row, since)))
         self._query_worked(target)
         return recent

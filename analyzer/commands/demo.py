@@ -1,5 +1,9 @@
 """``perfsentinel demo``: five weeks of generated 5-minute metrics with daily and weekly seasonality and a
-latency regression in one service, backfilled into a local Prometheus, analyzed once, printed."""
+latency regression in one service, backfilled into a local Prometheus, analyzed once, printed.
+
+The work directory is only ever cleaned of what the demo itself wrote there: a new or empty directory is claimed
+with a marker file, and a later run deletes only ``DEMO_ENTRIES`` inside a directory that carries the marker. An
+existing non-empty directory without the marker is refused (exit 2): nothing of the user's is ever deleted."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analyzer.config import ConfigError
 from analyzer.prometheus.localprom import BackfillSeries, LocalPrometheus
 from analyzer.synthetic import generate, inject_spike, inject_step
 
@@ -20,6 +25,12 @@ DAYS = 35
 REGRESSION_HOURS = 6
 REGRESSION_SIZE = 0.4
 SERVICES = {"checkout": 0.25, "search": 0.12, "cart": 0.08}  # p95 latency level in seconds
+MARKER = ".perfsentinel-demo"
+DEMO_ENTRIES = ("prometheus", "perfsentinel.yml")  # what the demo writes into its work directory
+MARKER_TEXT = (
+    "Written by `perfsentinel demo`: this directory is its work directory. A later demo run deletes only "
+    f"{' and '.join(DEMO_ENTRIES)} here, never anything else.\n"
+)
 
 DEMO_CONFIG = """\
 prometheus:
@@ -72,6 +83,29 @@ def ensure_prometheus() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"], check=True)
 
 
+def prepare_workdir(workdir: Path) -> None:
+    """Claim ``workdir`` for the demo, or clean what an earlier demo run left in it; refuse anything else.
+
+    Raises ConfigError (exit 2) for an existing file, or a non-empty directory the demo did not create."""
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError("--workdir", f"{workdir} exists and is not a directory")
+    if workdir.is_dir() and not (workdir / MARKER).is_file() and any(workdir.iterdir()):
+        raise ConfigError("--workdir", f"{workdir} is not empty and was not created by the demo (no {MARKER} file "
+                          "in it): nothing was deleted; give a new or empty directory (the directory of a demo older "
+                          "than the marker: delete it yourself)")  # fmt: skip
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in DEMO_ENTRIES:
+        _remove(workdir / name)
+    (workdir / MARKER).write_text(MARKER_TEXT)
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+
+
 def run_demo(workdir: Path, keep_running: bool = False) -> int:
     from analyzer.commands.output import print_results
     from analyzer.config import load_config
@@ -79,9 +113,8 @@ def run_demo(workdir: Path, keep_running: bool = False) -> int:
     from analyzer.prometheus.reader import PrometheusReader
     from analyzer.service.pipeline import Analyzer
 
+    prepare_workdir(workdir)  # before anything is installed: a refused directory costs the user nothing
     ensure_prometheus()
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
     end = np.floor(time.time() / STEP) * STEP
     prometheus = LocalPrometheus(workdir / "prometheus")
     started = time.monotonic()

@@ -151,3 +151,23 @@ def test_custom_thresholds() -> None:
     assert [severity_for(x, thresholds) for x in (0.5, 1, 2.5, 3)] == ["none", "minor", "significant", "critical"]
     with pytest.raises(ValueError):
         SeverityThresholds(minor=10, significant=5)
+
+
+def test_the_fast_mann_whitney_p_value_is_scipys_asymptotic_one():
+    """analyzer.detection.stats.mann_whitney_p replaces scipy's call in the score job; it must agree exactly,
+    with and without ties, on all three alternatives (the verdicts' figures depend on it)."""
+    from scipy import stats as st
+
+    from analyzer.detection.stats import mann_whitney_p
+
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        x = rng.normal(rng.normal(0, 0.5), 1, rng.integers(3, 80))
+        y = rng.normal(0, 1, rng.integers(3, 900))
+        if trial % 3 == 0:
+            x, y = np.round(x, 1), np.round(y, 1)
+        if trial % 50 == 0:
+            x, y = np.zeros_like(x), np.zeros_like(y)
+        for alternative in ("greater", "less", "two-sided"):
+            expected = st.mannwhitneyu(x, y, alternative=alternative, method="asymptotic").pvalue
+            assert mann_whitney_p(x, y, alternative) == pytest.approx(expected, rel=1e-12, abs=1e-300)

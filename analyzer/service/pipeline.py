@@ -47,6 +47,7 @@ class SeriesState:
     meta: BaselineMeta | None = None  # version, creation time and reason of ``baseline`` (analyzer.state.lifecycle)
     record: budget.ScoreRecord = field(default_factory=budget.ScoreRecord)  # what the thresholds are set from
     history_seconds: float | None = None  # history the series had at its last refit (first sample to the end)
+    evidence: tuple[float, FittedBaseline, regression.Evidence] | None = None  # latest sample, baseline, evidence
 
 
 @dataclass
@@ -385,7 +386,7 @@ class Analyzer:
             result.history_seconds = state.history_seconds
             out.append(result)
             if result.status == r.OK and state.baseline is not None:
-                evidence = self._evidence(series, state, settings)
+                evidence = self._evidence(series, state, settings, result.timestamp)
                 pending.append(PendingVerdict(result, evidence, state, settings, events))
         for key, state in states.items():
             if key not in seen:
@@ -435,13 +436,22 @@ class Analyzer:
         return result
 
     @staticmethod
-    def _evidence(series: Series, state: SeriesState, settings: regression.RegressionSettings) -> regression.Evidence:
-        """Residuals of the whole read window against the current baseline (cheap: a few hundred points)."""
+    def _evidence(series: Series, state: SeriesState, settings: regression.RegressionSettings, latest: float
+                  ) -> regression.Evidence:  # fmt: skip
+        """Residuals of the whole read window against the current baseline, tested (``regression.assess``).
+
+        Reused while the latest sample and the baseline are the ones it was computed for: a run that sees no new
+        sample (every minute but four of five for 5-minute data) repeats the last verdict anyway
+        (``regression.decide_new``), and its p-value enters the run's Benjamini-Hochberg step unchanged."""
         baseline = state.baseline
+        if state.evidence is not None and state.evidence[0] == latest and state.evidence[1] is baseline:
+            return state.evidence[2]
         expected = baseline.predict(series.timestamps).expected
         residuals = np.where(np.isinf(series.values), np.nan, series.values) - expected  # verdicts: finite samples
         regression.warm_up(series.timestamps, residuals, expected, baseline.reference, settings, state.verdict)
-        return regression.assess(series.timestamps, residuals, expected, baseline.reference, settings)
+        evidence = regression.assess(series.timestamps, residuals, expected, baseline.reference, settings)
+        state.evidence = (latest, baseline, evidence)
+        return evidence
 
     def _events(self, target: TargetConfig, start: float, end: float) -> list[tuple[float, str]]:
         """(timestamp, name) of each sample > 0 of the target's events query; a failed read only logs."""

@@ -114,11 +114,13 @@ class Analyzer:
         return states
 
     def save_records(self) -> None:
-        """Store every series' score record (at shutdown; refits store the records of the series they refit)."""
+        """Store every series' score record (at shutdown; refits store the records of the series they refit), and
+        once more what the store refused so far (a store that is still down loses only those writes)."""
         with self._lock:
             states = {name: dict(by_key) for name, by_key in self.states.items()}
         for name, by_key in states.items():
             self.lifecycle.save_records(name, {key: state.record for key, state in by_key.items()}, self.clock())
+        self.lifecycle.flush()
 
     # ------------------------------------------------------------ reading
     def _read(self, target: TargetConfig, now: float) -> TargetHistory:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,74 @@ def test_three_analyzers_on_one_prometheus_report_each_series_once(start_prometh
         assert snapshot.results, f"shard {index} got no series"
         seen += [r.labels["instance"] for r in snapshot.results]
     assert sorted(seen) == sorted(f"host-{i}" for i in range(24))
+
+
+def analyse_with(config, shard: Shard, end: float) -> tuple[list, int]:
+    reader = PrometheusReader(config.prometheus)
+    analyzer = Analyzer(config, reader, pool=FitPool(1), shard=shard, clock=lambda: end)
+    analyzer.refit()
+    snapshot = analyzer.score()
+    return snapshot.results, reader.points_read
+
+
+BH_FIELDS = {"q_value", "confidence", "verdict", "severity", "regression_start", "verdict_reason"}
+
+
+@pytest.mark.integration
+def test_shards_read_their_own_part_and_together_publish_what_one_instance_does(start_prometheus) -> None:
+    """Each of two shards pushes a label matcher into the query and reads about its own share of the samples;
+    the union of their results is the single instance's, except the fields that depend on Benjamini-Hochberg over
+    the run (q-value, confidence and the verdict built on them), which each shard computes over its own series.
+    A query whose values a matcher would change (a ratio to a total over all series) is read whole by every
+    shard, with the same results."""
+    end = np.floor(1_767_571_200.0 / 300) * 300
+    series = []
+    for i in range(40):
+        data = generate(days=3, step=300, level=1.0 + i % 7, seed=i, end=end)
+        labels = {"instance": f"10.0.0.{i}:9100", "job": f"svc-{i % 3}"}
+        series.append(BackfillSeries("shard_test_latency", labels, data.timestamps, data.values))
+    prometheus = start_prometheus(series)
+    targets = [{"name": "lat", "query": "shard_test_latency"},
+               {"name": "share", "query": "shard_test_latency / scalar(sum(shard_test_latency))"}]  # fmt: skip
+    config = build_config({
+        "prometheus": {"url": prometheus.url},
+        "defaults": {"history": "3d", "min_history": "1d", "model": "profile"},
+        "targets": targets,
+    })  # fmt: skip
+    lat_only = replace(config, targets=config.targets[:1])
+    single, single_points = analyse_with(lat_only, Shard(0, 1), end)
+    for index in range(2):
+        results, points = analyse_with(lat_only, Shard(index, 2), end)
+        owned = len(results) / len(single)
+        assert points / single_points == pytest.approx(owned, rel=0.1), (index, owned, points / single_points)
+    single, _ = analyse_with(config, Shard(0, 1), end)
+    by_key = {(r.target, series_key(r.labels)): r for r in single}
+    union = []
+    for index in range(2):
+        union += analyse_with(config, Shard(index, 2), end)[0]
+    assert sorted(by_key) == sorted((r.target, series_key(r.labels)) for r in union)
+    for result in union:
+        expected = by_key[(result.target, series_key(result.labels))]
+        for name, value in vars(result).items():
+            if name not in BH_FIELDS:
+                assert value == getattr(expected, name) or (value != value and getattr(expected, name) != getattr(
+                    expected, name)), (result.target, result.labels, name)  # fmt: skip
+
+
+def test_the_partition_label_is_the_one_that_reads_the_fewest_series_of_other_shards() -> None:
+    from analyzer.service.partition import choose_partition, value_regex
+
+    series = [{"job": f"svc-{i % 3}", "instance": f"10.0.0.{i}:9100", "__name__": "m"} for i in range(30)]
+    owned = [i % 2 == 0 for i in range(30)]
+    chosen = choose_partition(series, owned)
+    assert chosen is not None and chosen.label == "instance" and chosen.covered == chosen.owned == 15
+    only_job = [{"job": s["job"]} for s in series]  # 3 values for 30 series: reads every series
+    assert choose_partition(only_job, owned) is None
+    assert choose_partition([{}] * 4, [True, False, True, False]) is None  # no label to match on
+    assert choose_partition(series, [False] * 30).empty  # owns nothing, reads nothing
+    odd = frozenset({"a.b", "x|y", "(z)", 'q"uote', "back\\slash", "名前", "+Inf"})
+    import re
+
+    pattern = re.compile(value_regex(odd))
+    assert all(pattern.fullmatch(value) for value in odd)
+    assert not any(pattern.fullmatch(value) for value in ("aXb", "x", "y", "z", "(z)x"))

@@ -23,9 +23,10 @@ from analyzer.models import FitContext, FittedBaseline, get_model
 from analyzer.models.auto import choose_model
 from analyzer.models.fitting import FitOutcome, FitPool, FitRequest
 from analyzer.models.quality import TOO_SHORT, covered_seconds, insufficiency
-from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError, TooManySeries
+from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError, TooManySeries, identity_labels
 from analyzer.series import Series, series_key
 from analyzer.service.history import TargetHistory
+from analyzer.service.partition import Partition, choose_partition
 from analyzer.service.sharding import Shard
 from analyzer.state.lifecycle import BaselineMeta, Lifecycle
 from analyzer.telemetry import NullTelemetry, Telemetry
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 AUTO_RECHECK_SECONDS = 86400.0
 SCORE_LOOKBACK_STEPS = 2  # the latest sample is looked for at least this many steps back (hourly data)
 NO_SAMPLES = np.empty(0)
+UNLISTED = Partition("", frozenset(), -1, -1)  # a target not listed yet (sharded runs)
 
 
 @dataclass
@@ -99,6 +101,9 @@ class Analyzer:
         self._lock = threading.Lock()
         self.histories = {t.name: TargetHistory(t.step, t.history, t.max_series) for t in config.targets}
         self._read_locks = {t.name: threading.Lock() for t in config.targets}
+        self.partitions: dict[str, Partition | None] = {}  # per target, what this shard reads (None: everything)
+        self.listed: dict[str, int] = {}  # per target, the series its last listing found (sharded runs)
+        self.pushdown_off: set[str] = set()  # targets whose queries a label matcher would change
         self._query_errors: dict[str, str] = {}  # target -> the query error last logged
         self._empty_targets: dict[str, str] = {}  # target -> why its query returned no series
 
@@ -123,31 +128,84 @@ class Analyzer:
         self.lifecycle.flush()
 
     # ------------------------------------------------------------ reading
-    def _read(self, target: TargetConfig, now: float) -> TargetHistory:
+    def _read(self, target: TargetConfig, now: float, discover: bool = False) -> TargetHistory:
         """The target's history brought up to ``now``; only what it does not hold yet is read
-        (analyzer.service.history). Call with the target's read lock held."""
-        history = self.histories[target.name]
+        (analyzer.service.history). A shard of several reads only its partition of the target
+        (analyzer.service.partition), listed again when ``discover``. Call with the target's read lock held."""
         _, end = aligned_window(now, target.history, target.step)
+        listing = None
+        if self.shard.count > 1 and (discover or target.name not in self.partitions):
+            listing = self._partition(target, end)
+        partition = self.partitions.get(target.name)
+        history = self.histories[target.name]
         plan = history.plan(end)
         held = history.end_slot
         history.begin(plan)
+        if partition is not None and partition.empty:
+            return history  # this shard owns no series of the target
         try:
-            self.reader.read_matrix(
-                target.query,
-                plan.start,
-                plan.end,
-                target.step,
-                history.add,
-                max_series=target.max_series,
-                expected_series=len(history.labels) or None,
-            )
+            self._read_range(target, partition, plan.start, plan.end, history)
         except TooManySeries:
             self.histories[target.name] = TargetHistory(target.step, target.history, target.max_series)
             raise
         except BaseException:
             history.end_slot = None if plan.full else held  # the cleared slots are read again next time
             raise
+        if listing is not None and partition is not None and not self._pushdown_agrees(history, *listing, end):
+            log.warning("target %s: a label matcher changes what the query returns (a join or an aggregation over "
+                        "all series?): this shard reads the whole target", target.name)  # fmt: skip
+            self.pushdown_off.add(target.name)
+            self.partitions[target.name] = None
+            self.histories[target.name] = TargetHistory(target.step, target.history, target.max_series)
+            return self._read(target, now)
         return history
+
+    def _read_range(self, target: TargetConfig, partition: Partition | None, start: float, end: float,
+                    history: TargetHistory) -> None:  # fmt: skip
+        query = target.query if partition is None else partition.query(target.query)
+        self.reader.read_matrix(query, start, end, target.step, history.add, max_series=target.max_series,
+                                expected_series=len(history.labels) or None)  # fmt: skip
+
+    def _partition(self, target: TargetConfig, end: float) -> tuple[list, list[str], list[bool]]:
+        """List the target's series with one instant query at the grid's end and choose the label matcher this
+        shard reads with; returns the listing ((labels, value) per series, their keys, which are owned). A
+        pushed-down matcher must not change what the query returns for the owned series: ``_read`` compares
+        their values at ``end`` with the listing after each read that follows one, and any difference (a
+        matcher that also filters the other side of a join or an aggregation) makes the shard read everything."""
+        found = self.reader.query(target.query, end)
+        history = self.histories[target.name]
+        history.names |= {labels["__name__"] for labels, _ in found if "__name__" in labels}
+        keep_name = len(history.names) > 1
+        keys = [series_key(identity_labels(labels, keep_name)) for labels, _ in found]
+        owned = [self.shard.owns(target.name, key) for key in keys]
+        self.listed[target.name] = len(found)
+        previous = self.partitions.get(target.name, UNLISTED)
+        chosen = None if target.name in self.pushdown_off else choose_partition([lab for lab, _ in found], owned)
+        self.partitions[target.name] = chosen
+        if previous is not UNLISTED:
+            same_label = previous is not None and chosen is not None and previous.label == chosen.label
+            if not same_label and previous != chosen:
+                self.histories[target.name] = TargetHistory(target.step, target.history, target.max_series)
+            elif same_label and history.end_slot is not None and chosen.values - previous.values:
+                added = Partition(chosen.label, chosen.values - previous.values, 0, 0)
+                self._read_range(target, added, history.start, history.end, history)  # the history of new series
+        return found, keys, owned
+
+    @staticmethod
+    def _pushdown_agrees(history: TargetHistory, found: list, keys: list[str], owned: list[bool], end: float
+                         ) -> bool:  # fmt: skip
+        """Whether the owned series hold, at ``end``, the values the unfiltered instant query returned."""
+        if history.end_slot is None or history.end < end:
+            return True
+        rows = {key: row for row, _, key in history.rows()}
+        for (_, value), key, own in zip(found, keys, owned, strict=True):
+            if not own:
+                continue
+            row = rows.get(key)
+            held = history.values(row, end)[-1] if row is not None else np.nan
+            if np.isnan(held) or not np.isclose(held, value, rtol=1e-6, atol=0.0, equal_nan=True):
+                return False
+        return True
 
     def _query_failed(self, target: TargetConfig, job: str, exc: Exception) -> None:
         """One log line per target and problem (repeats of the same error go to debug), and the error counter."""
@@ -179,7 +237,7 @@ class Analyzer:
 
     def _refit_target(self, target: TargetConfig, now: float) -> None:
         with self._read_locks[target.name]:
-            history = self._read(target, now)
+            history = self._read(target, now, discover=True)
             history.forget_empty()
             timestamps = history.timestamps()
             with self._lock:
@@ -377,7 +435,8 @@ class Analyzer:
         settings = regression.settings_for(target)
         start, end = aligned_window(now, max(target.score_lookback, settings.regression_window), target.step)
         recent = self._recent(target, now, start)
-        self._note_empty(target, now, empty=not recent)
+        returned = self.listed.get(target.name, len(recent)) if self.shard.count > 1 else len(recent)
+        self._note_empty(target, now, empty=returned == 0)
         seen: set[str] = set()
         events = self._events(target, start, end)
         lookback = max(target.score_lookback, SCORE_LOOKBACK_STEPS * target.step)
@@ -393,7 +452,7 @@ class Analyzer:
         for key, state in states.items():
             if key not in seen:
                 out.append(self._stale_result(target, state))
-        return r.TargetOutcome(target.name, True, "", len(seen | states.keys()), returned=len(recent))
+        return r.TargetOutcome(target.name, True, "", len(seen | states.keys()), returned=returned)
 
     def _note_empty(self, target: TargetConfig, now: float, empty: bool) -> None:
         """A query that returns nothing leaves the user unmonitored: say so once (until it returns series again),

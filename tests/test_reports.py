@@ -354,3 +354,61 @@ def test_junit_marks_undecided_as_skipped_when_undecided_passes(junit_schema):
     root = ET.fromstring(text)
     assert run.exit_code == 0 and root.find(".//error") is None
     assert [c.get("name") for c in root.iter("testcase") if c.find("skipped") is not None] == ['{route="/new"}']
+
+
+# ---------------------------------------------------------------- the JSON report against docs/report-schema.md
+SCHEMA_DOC = Path(__file__).resolve().parent.parent / "docs" / "report-schema.md"
+
+
+def _documented(heading: str) -> set[str]:
+    """The field names in the first column of the table under ``heading`` in docs/report-schema.md."""
+    text = SCHEMA_DOC.read_text()
+    section = text.split(heading, 1)[1]
+    fields: set[str] = set()
+    started = False
+    for line in section.splitlines()[1:]:
+        if line.startswith("|"):
+            started = True
+            first = line.split("|")[1]
+            fields.update(re.findall(r"`([a-z_]+)`", first))
+        elif started:
+            break
+    fields.discard("field")
+    return fields
+
+
+def _builds_report() -> dict:
+    from analyzer.gate.builds import BuildHistory, BuildsChecker, BuildsOptions
+    from analyzer.gate.reports.build import from_builds
+
+    rng = np.random.default_rng(1)
+    levels = 100 * (1 + 0.02 * rng.standard_normal(60))
+    levels[40:] *= 1.3
+    history = BuildHistory(
+        "b.csv",
+        tuple(str(i) for i in range(60)),
+        tuple(NOW + i for i in range(60)),
+        {"latency": [np.array([v]) for v in levels]},
+    )
+    result = BuildsChecker(history, BuildsOptions("b.csv", direction="lower_is_better")).run()
+    return to_json(from_builds(result))
+
+
+def test_json_reports_carry_exactly_the_documented_fields():
+    """Every field written is documented (and every documented field is written) in docs/report-schema.md."""
+    window = to_json(from_check(_run(REGRESSED)))
+    builds = _builds_report()
+    top, item_fields = _documented("## Top level"), _documented("## `series[]`")
+    for document in (window, builds):
+        assert set(document) == top
+        for item in document["series"]:
+            assert set(item) == item_fields
+            if item["statistics"]:
+                assert set(item["statistics"]) == _documented("### `statistics` (check)")
+            for recommendation in item["recommendations"]:
+                assert set(recommendation) == {"action", "text", "command"}
+    assert set(window["settings"]) <= _documented("### `settings` for `kind: check`\n")
+    assert set(builds["settings"]) == _documented("### `settings` for `kind: check` with `--builds`")
+    change_points = builds["series"][0]["change_points"]
+    assert change_points and all(set(c) == _documented("### `change_points[]`") for c in change_points)
+    assert builds["series"][0]["change_build"] == "40" and window["series"][0]["change_points"] is None

@@ -62,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     add_report_arguments(back)
 
     check = commands.add_parser("check", help="CI gate: compare a candidate with a baseline; exit 0/1/2/3")
-    _common(check)
+    check.add_argument("--config", help="YAML config file (optional with --builds)")
+    check.add_argument("--prometheus-url", help="override prometheus.url from the config")
     add_check_arguments(check)
 
     validate = commands.add_parser("validate-config", help="check a config file; exit 0 or 2")
@@ -212,7 +213,7 @@ COMMANDS = {"run": cmd_run, "once": cmd_once, "backtest": cmd_backtest, "validat
 def cmd_check(args: argparse.Namespace) -> int:
     from analyzer.gate.checkcmd import run_check
 
-    return run_check(args, load(args))
+    return run_check(args, load(args) if args.config else None)
 
 
 COMMANDS["check"] = cmd_check

@@ -82,7 +82,10 @@ class CheckOptions:
 
 @dataclass
 class PlotData:
-    """What the HTML report draws: observed values, the expected band, the candidate window."""
+    """What the HTML report draws. ``kind``: ``time`` (observed against the expected band over time: stored mode,
+    once, backtest), ``distribution`` (window and selector modes: the candidate over time beside the baseline's and
+    the candidate's values, the two samples the test compared) or ``builds`` (one level per build with the mean
+    between change points; ``timestamps`` are positions, ``builds`` their ids, ``marks`` the change points)."""
 
     timestamps: np.ndarray
     values: np.ndarray
@@ -90,6 +93,10 @@ class PlotData:
     lower: np.ndarray
     upper: np.ndarray
     candidate_start: float
+    kind: str = "time"
+    baseline_values: np.ndarray | None = None
+    builds: tuple[str, ...] = ()
+    marks: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,9 @@ class SeriesCheck:
     recommendations: list = field(default_factory=list)
     plot: PlotData | None = None
     baseline_source: str = ""
+    direction: str | None = None  # builds mode: the metric's direction
+    change_build: str | None = None  # builds mode: the first build at the new level
+    change_points: list | None = None  # builds mode: every change of the history (builds.BuildChange)
 
     @property
     def key(self) -> str:
@@ -159,6 +169,7 @@ class CheckResult:
     series: list[SeriesCheck] = field(default_factory=list)
     errors: list[TargetError] = field(default_factory=list)
     exit_code: int = EXIT_PASS
+    warnings: list[str] = field(default_factory=list)  # the run's caveats, e.g. a baseline over other hours
 
     def count(self, verdict: str) -> int:
         return sum(1 for s in self.series if s.verdict == verdict)

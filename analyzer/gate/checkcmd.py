@@ -17,10 +17,16 @@ from analyzer.gate.timewindows import parse_baseline_windows, parse_time, parse_
 from analyzer.prometheus.selectors import parse_matchers
 
 if TYPE_CHECKING:  # the statistics stack loads only when check runs, not for every perfsentinel command
+    from analyzer.gate.builds import BuildsOptions
     from analyzer.gate.check import CheckOptions
     from analyzer.gate.reports.model import Report
 
 STORED = "stored"
+DEFAULT_CANDIDATE = "now-1h:now"
+DIRECTIONS = ("lower_is_better", "higher_is_better", "both")  # analyzer.config.DIRECTIONS
+PROMETHEUS_ONLY = ("candidate", "baseline", "baseline_selector", "candidate_selector", "history", "events_query",
+                   "prometheus_url", "now")  # fmt: skip
+BUILDS_ONLY = ("since",)
 TESTS = ("mannwhitney", "welch", "ks")  # analyzer.detection.stats.TESTS, repeated so --help stays light
 
 
@@ -37,12 +43,15 @@ def add_report_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def add_check_arguments(check: argparse.ArgumentParser) -> None:
-    check.description = "Compare a candidate with a baseline per target and series; gate a CI pipeline."
+    check.description = (
+        "Compare a candidate with a baseline per target and series (Prometheus), or gate the latest build on a "
+        "benchmark history (--builds); exit 0/1/2/3."
+    )
     check.epilog = (
         "exit codes: 0 no regression at or above the gate, 1 gated regression or breached budget, 2 usage or "
         "configuration error, 3 could not decide (Prometheus unreachable, insufficient data; --undecided pass: 0)"
     )
-    check.add_argument("--candidate", default="now-1h:now", help="candidate window START:END (default now-1h:now)")
+    check.add_argument("--candidate", help="candidate window START:END (default now-1h:now)")
     check.add_argument(
         "--baseline",
         help="baseline window START:END (now-7d:now-1h, RFC 3339, Unix seconds), several joined by commas, "
@@ -84,6 +93,37 @@ def add_check_arguments(check: argparse.ArgumentParser) -> None:
     check.add_argument("--max-points", type=int, default=500, help="samples per series and window (default 500)")
     check.add_argument("--min-step", default="15s", help="finest query step (default 15s)")
     check.add_argument("--now", help="evaluate relative times against this instant instead of the clock")
+    builds = check.add_argument_group("benchmark history (--builds; no Prometheus, --config optional)")
+    builds.add_argument(
+        "--builds",
+        metavar="FILE",
+        help="CSV with a build column, an optional timestamp column and one numeric column per metric (the file's "
+        "order is the build order; repeated build ids are several samples); gates the latest build",
+    )
+    builds.add_argument(
+        "--direction",
+        action="append",
+        default=[],
+        metavar="[METRIC=]DIRECTION",
+        help="lower_is_better, higher_is_better or both, for every metric or one (repeatable; default: the config "
+        "target of that name, else both)",
+    )
+    builds.add_argument("--since", metavar="BUILD", help="only the history from this build on (accept a level)")
+    builds.add_argument(
+        "--min-builds", type=int, default=1, help="builds at a new level before the gate acts on it (default 1)"
+    )
+    builds.add_argument(
+        "--aggregate",
+        choices=["median", "mean", "min"],
+        default="median",
+        help="one level per build from its samples (default median)",
+    )
+    builds.add_argument(
+        "--change-alpha",
+        type=float,
+        default=0.01,
+        help="significance of the change points listed in the history (default 0.01; the gate uses 0.001)",
+    )
     add_report_arguments(check)
 
 
@@ -97,7 +137,7 @@ def check_options(args: argparse.Namespace, now: float) -> CheckOptions:
     from analyzer.gate.check import MODES, CheckOptions
 
     try:
-        candidate = parse_window(args.candidate, now)
+        candidate = parse_window(args.candidate or DEFAULT_CANDIDATE, now)
     except ValueError as exc:
         raise _usage("--candidate", exc) from None
     baseline_matchers = _matchers("--baseline-selector", args.baseline_selector)
@@ -163,7 +203,82 @@ def _matchers(flag: str, text: str | None):
         raise _usage(flag, exc) from None
 
 
-def run_check(args: argparse.Namespace, config: Config) -> int:
+def builds_options(args: argparse.Namespace) -> BuildsOptions:
+    """Validate the arguments of a --builds check; every problem is a ConfigError naming the flag (exit code 2)."""
+    from analyzer.detection import stats
+    from analyzer.gate.builds import BuildsOptions
+
+    for name in PROMETHEUS_ONLY:
+        if getattr(args, name, None):
+            raise ConfigError("--" + name.replace("_", "-"), "is for Prometheus checks, not with --builds")
+    if args.event:
+        raise ConfigError("--event", "is for Prometheus checks, not with --builds")
+    direction, per_metric = None, []
+    for text in args.direction:
+        metric, sep, value = text.rpartition("=")
+        if value not in DIRECTIONS or (sep and not metric):
+            raise ConfigError("--direction", f"expected [METRIC=]{'|'.join(DIRECTIONS)}, got {text!r}")
+        if sep:
+            per_metric.append((metric, value))
+        elif direction not in (None, value):
+            raise ConfigError("--direction", "give one direction for every metric, or METRIC=DIRECTION")
+        else:
+            direction = value
+    if not 0 < args.alpha < 1:
+        raise ConfigError("--alpha", f"must be between 0 and 1, got {args.alpha}")
+    if not 0 < args.change_alpha < 1:
+        raise ConfigError("--change-alpha", f"must be between 0 and 1, got {args.change_alpha}")
+    if args.min_builds < 1:
+        raise ConfigError("--min-builds", "must be at least 1")
+    try:
+        thresholds = stats.SeverityThresholds(*(float(v) for v in args.severity_thresholds.split(",")))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError("--severity-thresholds", str(exc)) from None
+    return BuildsOptions(
+        args.builds,
+        tuple(per_metric),
+        direction,
+        args.fail_on,
+        args.undecided,
+        args.alpha,
+        args.change_alpha,
+        args.test,
+        thresholds,
+        min_builds=args.min_builds,
+        since=args.since,
+        aggregate=args.aggregate,
+        metrics=tuple(args.target),
+        config_path=args.config,
+    )
+
+
+def run_builds_check(args: argparse.Namespace, config: Config | None) -> int:
+    from analyzer.gate.builds import BuildsChecker, BuildsError, read_builds
+    from analyzer.gate.reports.build import from_builds
+
+    options = builds_options(args)
+    try:
+        checker = BuildsChecker(read_builds(options.path), options, config)
+        checker.metrics()
+        result = checker.run()
+    except BuildsError as exc:
+        raise ConfigError(exc.flag, str(exc)) from None
+    report = from_builds(result)
+    print_summary(report, sys.stderr if args.format and not args.report else sys.stdout)
+    write_requested(args, report)
+    return result.exit_code
+
+
+def run_check(args: argparse.Namespace, config: Config | None) -> int:
+    if args.builds:
+        return run_builds_check(args, config)
+    for name in BUILDS_ONLY:
+        if getattr(args, name, None):
+            raise ConfigError("--" + name.replace("_", "-"), "is for --builds checks")
+    if args.direction:
+        raise ConfigError("--direction", "is for --builds checks; a Prometheus target's direction is in the config")
+    if config is None:
+        raise ConfigError("--config", "required for a Prometheus check (only --builds works without one)")
     from analyzer.gate.check import Checker
     from analyzer.gate.reports.build import from_check
     from analyzer.models.fitting import FitPool

@@ -22,21 +22,23 @@ INVESTIGATE, ACCEPT_BASELINE, ADJUST_BUDGET = "investigate", "accept_baseline", 
 
 @dataclass(frozen=True)
 class Event:
-    timestamp: float
+    timestamp: float | None  # None: a build without a timestamp in the builds file
     description: str
-    source: str  # cli | query | selector
+    source: str  # cli | query | selector | builds
 
     def to_json(self) -> dict:
-        return {"timestamp": rfc3339(self.timestamp), "description": self.description, "source": self.source}
+        when = rfc3339(self.timestamp) if self.timestamp is not None else None
+        return {"timestamp": when, "description": self.description, "source": self.source}
 
 
 @dataclass(frozen=True)
 class Recommendation:
     action: str  # investigate | accept_baseline | adjust_budget
     text: str
+    command: str | None = None  # a shell command that does it, when there is one
 
     def to_json(self) -> dict:
-        return {"action": self.action, "text": self.text}
+        return {"action": self.action, "text": self.text, "command": self.command}
 
 
 def parse_event(text: str, now: float) -> Event:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analyzer.gate.builds import GATE_ALPHA
 from analyzer.gate.check import FAIL, PASS, UNDECIDED, WARN, CheckResult, PlotData, SeriesCheck
 from analyzer.gate.recommendations import Event, Situation, recommend
 from analyzer.gate.reports.model import Report, ReportItem
@@ -66,6 +67,10 @@ def from_check(result: CheckResult) -> Report:
         "correction": "benjamini-hochberg",
         "confidence_level": options.confidence_level,
     }
+    return _check_report(result, settings)
+
+
+def _check_report(result: CheckResult, settings: dict) -> Report:
     duration = max(result.finished_at - result.started_at, 0.0)
     per_item = duration / max(len(result.series), 1)
     items = [
@@ -86,12 +91,43 @@ def from_check(result: CheckResult) -> Report:
             s.plot if s.verdict in (FAIL, WARN) else None,
             per_item,
             s.baseline_source,
+            s.change_build,
+            s.change_points,
         )
         for s in result.series
     ]
     verdict = {0: PASS, 1: FAIL, 3: UNDECIDED}.get(result.exit_code, UNDECIDED)
     errors = [{"target": e.target, "kind": e.kind, "message": e.message} for e in result.errors]
-    return Report("check", result.finished_at, verdict, result.exit_code, duration, settings, items, errors)
+    return Report(
+        "check", result.finished_at, verdict, result.exit_code, duration, settings, items, errors, list(result.warnings)
+    )
+
+
+# ---------------------------------------------------------------- check --builds
+def from_builds(result: CheckResult) -> Report:
+    """The report of a builds check: one item per metric, with its change points and change build."""
+    options = result.options
+    directions = {s.target: s.direction for s in result.series}
+    settings = {
+        "mode": "builds",
+        "builds_file": options.path,  # type: ignore[attr-defined]
+        "since": options.since,  # type: ignore[attr-defined]
+        "directions": directions,
+        "fail_on": options.fail_on,
+        "undecided": options.undecided,
+        "alpha": options.alpha,
+        "change_alpha": options.change_alpha,  # type: ignore[attr-defined]
+        "gate_alpha": GATE_ALPHA,
+        "test": options.test,
+        "correction": "benjamini-hochberg",
+        "confidence_level": options.confidence_level,
+        "min_builds": options.min_builds,  # type: ignore[attr-defined]
+        "aggregate": options.aggregate,  # type: ignore[attr-defined]
+    }
+    report = _check_report(result, settings)
+    for item in report.items:
+        item.series = ""  # a metric of the file has no labels
+    return report
 
 
 # ---------------------------------------------------------------- once

@@ -41,6 +41,8 @@ def item_to_json(item: ReportItem) -> dict:
         "change_start": rfc3339(item.change_start) if item.change_start is not None else None,
         "likely_cause": item.likely_cause.to_json() if item.likely_cause else None,
         "recommendations": [r.to_json() for r in item.recommendations],
+        "change_build": item.change_build,
+        "change_points": [c.to_json() for c in item.change_points] if item.change_points is not None else None,
     }
 
 
@@ -57,6 +59,7 @@ def to_json(report: Report) -> dict:
             "counts": report.counts(),
             "settings": report.settings,
             "errors": report.errors,
+            "warnings": report.warnings,
             "series": [item_to_json(i) for i in report.worst_first()],
         }
     )

@@ -25,6 +25,42 @@ HEADLINES = {
 }
 
 
+CHANGE_HEADER = "change [95% CI], + = worse"
+SIGN_NOTE = (
+    "Changes are signed so that **positive means worse** in the metric's direction (a throughput that dropped 20% "
+    "reads +20.0%)."
+)
+
+
+def _context(report: Report) -> list[str]:
+    """What was compared with what, the gate, the warnings and the sign convention."""
+    settings = report.settings
+    lines = []
+    if report.kind == "check" and settings.get("mode") == "builds":
+        since = f" from build `{settings['since']}`" if settings.get("since") else ""
+        lines.append(
+            f"\nBuild history `{settings['builds_file']}`{since}: change points at p <= {settings['change_alpha']}, "
+            f"the gate acts on those at p <= {settings['gate_alpha']}; gate `{settings['fail_on']}`, test "
+            f"{settings['test']}, FDR {settings['alpha']} (Benjamini-Hochberg); exit code {report.exit_code}."
+        )
+    elif report.kind == "check":
+        baseline = settings["baseline"]["spec"] if settings.get("baseline") else settings["mode"]
+        selectors = (
+            f"; selectors `{settings['baseline_selector']}` -> `{settings['candidate_selector']}`"
+            if settings.get("candidate_selector") or settings.get("baseline_selector")
+            else ""
+        )
+        lines.append(
+            f"\nCandidate `{settings['candidate']['spec']}` vs baseline `{baseline}`{selectors}; "
+            f"gate `{settings['fail_on']}`, test {settings['test']}, FDR {settings['alpha']} "
+            f"(Benjamini-Hochberg); exit code {report.exit_code}."
+        )
+    lines += [f"\n> **warning**: {_cell(w)}" for w in report.warnings]
+    if report.kind == "check":
+        lines.append(f"\n{SIGN_NOTE}")
+    return lines
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -42,10 +78,11 @@ def _row(item: ReportItem) -> str:
             "" if item.budget["passed"] else " over"
         )
     tier = item.severity + (f" / {item.gate}" if item.gate else "")
+    where = item.series or (f"`{item.change_build}`" if item.change_build else "")
     cells = [
         ICONS.get(item.verdict, item.verdict),
         f"`{item.target}`",
-        f"`{item.series}`" if item.series else "",
+        f"`{where}`" if item.series else where,
         measure,
         p,
         q,
@@ -60,25 +97,15 @@ def render(report: Report, max_rows: int = 25, max_recommended: int = 25) -> str
     counts = report.counts()
     lines = [f"### Perf Sentinel {report.kind}: {HEADLINES.get(report.verdict, report.verdict)}", ""]
     lines.append(", ".join(f"**{n}** {v}" for v, n in counts.items() if n) or "no series checked")
-    settings = report.settings
-    if report.kind == "check":
-        baseline = settings["baseline"]["spec"] if settings.get("baseline") else settings["mode"]
-        selectors = (
-            f"; selectors `{settings['baseline_selector']}` -> `{settings['candidate_selector']}`"
-            if settings.get("candidate_selector") or settings.get("baseline_selector")
-            else ""
-        )
-        lines.append(
-            f"\nCandidate `{settings['candidate']['spec']}` vs baseline `{baseline}`{selectors}; "
-            f"gate `{settings['fail_on']}`, test {settings['test']}, FDR {settings['alpha']} "
-            f"(Benjamini-Hochberg); exit code {report.exit_code}."
-        )
+    lines += _context(report)
     for error in report.errors:
         lines.append(f"\n> **{error['target']}**: {error['kind']}: {_cell(error['message'][:300])}")
     ordered = [i for i in report.worst_first() if i.verdict != PASS]
     passed = [i for i in report.worst_first() if i.verdict == PASS]
+    builds = report.settings.get("mode") == "builds"
     header = [
-        "| verdict | target | series | change [95% CI] | p | q | tier / gate | budget | reason |",
+        f"| verdict | {'metric' if builds else 'target'} | {'change build' if builds else 'series'} "
+        f"| {CHANGE_HEADER} | p | q | tier / gate | budget | reason |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     if ordered:

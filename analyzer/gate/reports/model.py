@@ -32,7 +32,9 @@ class ReportItem:
     recommendations: list[Recommendation] = field(default_factory=list)
     plot: PlotData | None = None
     duration: float = 0.0  # seconds spent on this item, for JUnit's time attribute
-    baseline_source: str = ""  # check: window | selector | store vN | fitted here on ...
+    baseline_source: str = ""  # check: window | selector | store vN | fitted here on ... | build history
+    change_build: str | None = None  # check --builds: the first build at the new level
+    change_points: list | None = None  # check --builds: every change of the history (builds.BuildChange)
 
     @property
     def change_pct(self) -> float:
@@ -55,6 +57,7 @@ class Report:
     settings: dict
     items: list[ReportItem]
     errors: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. a baseline window over other hours than the candidate
 
     def worst_first(self) -> list[ReportItem]:
         return sorted(self.items, key=ReportItem.sort_key)

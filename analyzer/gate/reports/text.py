@@ -38,9 +38,10 @@ def item_headline(item: ReportItem) -> str:
     parts = []
     if s:
         direction = "worse" if (s.get("change_pct") or 0) > 0 else "better"
+        than = f"the level before build {item.change_build}" if item.change_build else "the baseline"
         parts.append(
             f"{name} is {pct(abs(s['change_pct']) if s['change_pct'] is not None else None, False)} "
-            f"{direction} than the baseline (p {p_value(s['p_value'])}, q {p_value(s['q_value'])}, "
+            f"{direction} than {than} (p {p_value(s['p_value'])}, q {p_value(s['q_value'])}, "
             f"g {number(s['effect_size'])})"
         )
     elif item.anomaly:
@@ -75,7 +76,14 @@ def item_details(item: ReportItem) -> str:
         )
     if item.change_start is not None:
         lines.append(f"change start: {rfc3339(item.change_start)}")
+    if item.change_build is not None:
+        lines.append(f"change build: {item.change_build} (the first build at the new level)")
+    if item.change_points:
+        history = "; ".join(f"{c.build} {c.change_pct:+.1f}% (p {p_value(c.p_value)})" for c in item.change_points)
+        lines.append(f"change points (positive = worse): {history}")
     if item.likely_cause:
-        lines.append(f"likely cause: {item.likely_cause.description} at {rfc3339(item.likely_cause.timestamp)}")
+        cause = item.likely_cause
+        at = f" at {rfc3339(cause.timestamp)}" if cause.timestamp is not None else ""
+        lines.append(f"likely cause: {cause.description}{at}")
     lines.extend(f"- {r.action}: {r.text}" for r in item.recommendations)
     return "\n".join(lines)

@@ -141,6 +141,12 @@ class ScoreRecord:
         for statistic, times in self.crossings.items():
             self.crossings[statistic] = [t for t in times if t >= before * HOUR]
 
+    def copy(self) -> ScoreRecord:
+        """An independent copy (what a fit worker calibrates on while the score job goes on adding samples)."""
+        maxima = {name: dict(hours) for name, hours in self.maxima.items()}
+        crossings = {name: list(times) for name, times in self.crossings.items()}
+        return ScoreRecord(self.started, self.latest, maxima, crossings, dict(self.above_until))
+
     def to_json(self) -> str:
         """The record as JSON (the baseline store keeps it across restarts, ``analyzer.state.store``): per statistic
         its hours and their maxima as text with six significant digits (compared with thresholds, never summed;

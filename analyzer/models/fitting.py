@@ -14,7 +14,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -42,6 +42,10 @@ class FitRequest:
     values: np.ndarray
     context: FitContext
     options: object = None  # model-specific settings, e.g. analyzer.models.prophet.ProphetOptions
+    # what the caller wants computed from the fitted baseline in the worker too: after(baseline, request), a
+    # module-level function (it is pickled by name), whose result becomes FitOutcome.extra; ``learning`` is its input
+    after: Callable[[FittedBaseline, FitRequest], object] | None = None
+    learning: object = None
 
 
 @dataclass
@@ -52,6 +56,7 @@ class FitOutcome:
     seconds: float
     error: str = ""
     note: str = ""
+    extra: object = None  # FitRequest.after's result
 
 
 def fit_one(request: FitRequest) -> FitOutcome:
@@ -68,7 +73,8 @@ def fit_one(request: FitRequest) -> FitOutcome:
             current = fallback_for(current)
             continue
         note = f"{'; '.join(errors)}; fell back to {current}" if errors else ""
-        return FitOutcome(request.key, model, baseline, time.perf_counter() - started, "", note)
+        extra = request.after(baseline, request) if request.after is not None else None
+        return FitOutcome(request.key, model, baseline, time.perf_counter() - started, "", note, extra)
     return FitOutcome(request.key, model, None, time.perf_counter() - started, "; ".join(errors))
 
 

@@ -25,6 +25,7 @@ from analyzer.models.fitting import FitOutcome, FitPool, FitRequest
 from analyzer.models.quality import TOO_SHORT, covered_seconds, insufficiency
 from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError, TooManySeries, identity_labels
 from analyzer.series import Series, series_key
+from analyzer.service import learning
 from analyzer.service.history import TargetHistory
 from analyzer.service.partition import Partition, choose_partition
 from analyzer.service.sharding import Shard
@@ -36,6 +37,7 @@ AUTO_RECHECK_SECONDS = 86400.0
 SCORE_LOOKBACK_STEPS = 2  # the latest sample is looked for at least this many steps back (hourly data)
 NO_SAMPLES = np.empty(0)
 UNLISTED = Partition("", frozenset(), -1, -1)  # a target not listed yet (sharded runs)
+RECORD_LOCK = threading.Lock()  # the score job adds to score records while a refit copies them for its workers
 
 
 @dataclass
@@ -268,7 +270,11 @@ class Analyzer:
             state.history_seconds = covered_seconds(series.values, target.step)
             reason = insufficiency(values, target.step, target.min_history, target.max_gap_ratio)
             if reason is None:
-                requests.append(FitRequest(series.key, model, series.timestamps, values, context, target.prophet))
+                with RECORD_LOCK:
+                    record = state.record.copy()
+                work = learning.Learning(target, record, state.baseline)
+                requests.append(FitRequest(series.key, model, series.timestamps, values, context, target.prophet,
+                                           learning.learn, work))  # fmt: skip
             elif state.baseline is None:
                 state.reason, state.note = reason, self._insufficiency_note(target, reason, values)
             else:
@@ -278,7 +284,6 @@ class Analyzer:
         by_key = {series.key: series for series in due}
         for outcome in self.pool.fit_all(requests, self.config.schedule.fit_timeout, self.telemetry):
             self._apply_fit(states[outcome.key], outcome, target, by_key[outcome.key], histories[outcome.key], now)
-            self._learn_history(states[outcome.key], histories[outcome.key], target)
         with self._lock:
             self.states[target.name] = states
         self._log_warming(target, states)
@@ -330,30 +335,31 @@ class Analyzer:
         self, state: SeriesState, outcome: FitOutcome, target: TargetConfig, series: Series, request: FitRequest,
         now: float,
     ) -> None:  # fmt: skip
+        """Adopt or keep (analyzer.state.lifecycle): the fit worker prepared both the new fit and the baseline in
+        use (reference residuals, thresholds, trend: analyzer.service.learning)."""
         if outcome.baseline is None:
             self.telemetry.stage_error("fit", target.name)
             if state.baseline is None:
                 state.reason, state.note = r.FIT_FAILED, outcome.error
             else:
                 state.note = f"refit failed, kept the current baseline: {outcome.error}"
+                state.trend = learning.prepare(state.baseline, request.timestamps, request.values, target,
+                                               state.record)  # fmt: skip
             return
+        learned: learning.Learned = outcome.extra
+        previous = state.baseline
         state.baseline, state.meta, decision = self.lifecycle.consider(
-            target, series, request.values, state.baseline, state.meta, outcome.baseline, now
-        )
+            target, series, request.values, previous, state.meta, outcome.baseline, now,
+            (learned.state, learned.quality),
+        )  # fmt: skip
+        if state.baseline is outcome.baseline:
+            state.trend = learned.trend
+        elif state.baseline is previous:
+            state.baseline, state.trend = learned.current, learned.current_trend
+        else:  # a new level accepted or adopted as an improvement (rare): prepared here
+            state.trend = learning.prepare(state.baseline, request.timestamps, request.values, target, state.record)
         state.reason = ""
         state.note = "; ".join(n for n in (state.baseline.seasonality.note, outcome.note, decision) if n)
-
-    @staticmethod
-    def _learn_history(state: SeriesState, history: FitRequest, target: TargetConfig) -> None:
-        """Reference residuals for verdicts and the trend over the history, from the fitted baseline."""
-        if state.baseline is None:
-            return
-        budget.prepare(state.baseline, history.timestamps, history.values, target, target.step, state.record)
-        expected = state.baseline.predict(history.timestamps).expected
-        level = float(np.nanmedian(expected)) if np.isfinite(expected).any() else 0.0
-        state.trend = regression.history_trend(
-            history.timestamps, history.values - expected, level, target.direction, target.severity
-        )
 
     # ------------------------------------------------------------ score
     def score(self, now: float | None = None) -> r.Snapshot:
@@ -571,7 +577,8 @@ def record_sample(state: SeriesState, result: r.SeriesResult, minor_pct: float) 
         result.anomaly_score, result.drift_score, result.change_pct, result.severity, minor_pct
     )
     if result.timestamp is not None:
-        state.record.add(result.timestamp, statistics, thresholds.by_statistic(minor_pct))
+        with RECORD_LOCK:
+            state.record.add(result.timestamp, statistics, thresholds.by_statistic(minor_pct))
     result.anomaly_crossings_per_day = state.record.crossings_per_day("anomaly")
     result.drift_crossings_per_day = state.record.crossings_per_day("drift")
     result.regression_crossings_per_day = state.record.crossings_per_day("regression")

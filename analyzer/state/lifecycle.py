@@ -332,8 +332,10 @@ class Lifecycle:
     def consider(
         self, target, series: Series, training: np.ndarray, current: FittedBaseline | None,
         current_meta: BaselineMeta | None, candidate: FittedBaseline, now: float,
+        stored: tuple[bytes, dict] | None = None,
     ) -> tuple[FittedBaseline, BaselineMeta | None, str]:  # fmt: skip
-        """The baseline the series keeps or adopts after a successful refit, its metadata, and a note."""
+        """The baseline the series keeps or adopts after a successful refit, its metadata, and a note.
+        ``stored`` is the candidate's serialised state and fit quality when a fit worker computed them."""
         memory = self._mem(target.name, series.key)
         action = memory.action[0] if memory.action else None
         if current is None:
@@ -350,7 +352,8 @@ class Lifecycle:
             self._save_decision(target.name, series.key, lambda: f"kept: {decision.reason}")
             return current, current_meta, f"kept v{current_meta.version if current_meta else '?'}: {decision.reason}"
         adopted = self._shifted(candidate, series, now) if decision.shift else candidate
-        meta = self._record(target.name, series, training, adopted, decision.reason, now, current_meta)
+        meta = self._record(target.name, series, training, adopted, decision.reason, now, current_meta,
+                            stored if adopted is candidate else None)  # fmt: skip
         return adopted, meta, ""
 
     def evidence(self, target, series, training, current, candidate, memory, now, current_meta) -> Evidence:
@@ -390,20 +393,21 @@ class Lifecycle:
         return attach_reference(shifted, series.timestamps[observed], series.values[observed])
 
     def _record(self, target: str, series: Series, training: np.ndarray, baseline: FittedBaseline, reason: str,
-                now: float, current_meta: BaselineMeta | None) -> BaselineMeta:  # fmt: skip
+                now: float, current_meta: BaselineMeta | None, stored: tuple[bytes, dict] | None = None
+                ) -> BaselineMeta:  # fmt: skip
         """The adopted baseline's metadata. The version is the next one; when the store cannot save it now it
         is adopted anyway and the save retried, and the version the store gives it replaces this one."""
         meta = BaselineMeta((current_meta.version if current_meta else 0) + 1, now, reason)
         if self.store is None:
             return meta
         key = series.key
-        quality = fit_quality(baseline, series.timestamps, training)
+        state, quality = stored if stored is not None else (None, fit_quality(baseline, series.timestamps, training))
         params = getattr(baseline, "params", None) or {"seasonality": baseline.seasonality.name}
         digest = fingerprint(series.timestamps, training)
 
         def save(store: BaselineStore) -> None:
             meta.version = store.save(target, key, baseline, fingerprint=digest, quality=quality, reason=reason,
-                                      created_at=now, params=params)  # fmt: skip
+                                      created_at=now, params=params, state=state)  # fmt: skip
 
         self.store.write("save", target, key, save)
         self._save_decision(target, key, lambda: f"adopted v{meta.version}: {reason}")

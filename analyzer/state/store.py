@@ -339,9 +339,10 @@ class BaselineStore:
     # ------------------------------------------------------------ baselines
     def save(
         self, target: str, key: str, baseline: FittedBaseline, *, fingerprint: str, quality: dict, reason: str,
-        created_at: float, params: dict | None = None, note: str = "",
+        created_at: float, params: dict | None = None, note: str = "", state: bytes | None = None,
     ) -> int:  # fmt: skip
-        """Store ``baseline`` as the next version of the series and make it the active one; returns the version."""
+        """Store ``baseline`` as the next version of the series and make it the active one; returns the version.
+        ``state`` is ``dump_baseline(baseline)`` when the caller has it already (a fit worker serialised it)."""
         with self.db:
             self.db.execute("BEGIN IMMEDIATE")
             row = self.db.execute(
@@ -351,7 +352,7 @@ class BaselineStore:
             self.db.execute("UPDATE baselines SET active = 0 WHERE target = ? AND key = ?", (target, key))
             self.db.execute(
                 "INSERT INTO baselines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-                (target, key, version, baseline.model, json.dumps(params or {}), dump_baseline(baseline),
+                (target, key, version, baseline.model, json.dumps(params or {}), state or dump_baseline(baseline),
                  baseline.trained_from, baseline.trained_to, fingerprint, json.dumps(quality), created_at, reason,
                  note),
             )  # fmt: skip

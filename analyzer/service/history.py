@@ -7,14 +7,20 @@ only for the slots after the newest one held, plus ``OVERLAP_STEPS`` already hel
 being written), and clear what falls out of the window. After a gap longer than the window (an outage, a stopped
 service), the whole window is read again.
 
+Where ``state_dir`` is set, each target's history is saved there (``history/<target>``) once per refit interval
+and at shutdown, and loaded at start: a restart reads only what came since, not 28 days of every series.
+
 The values are ``float32`` (half the memory of the float64 answers: 32 MB per 1,000 series at 28 days x 5 minutes;
 7 significant digits, far finer than any noise a baseline models) and are handed out as float64 copies.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -160,3 +166,51 @@ class TargetHistory:
     @property
     def nbytes(self) -> int:
         return sum(block.nbytes for block in self.blocks)
+
+
+# ---------------------------------------------------------------- on disk
+MAGIC = b"PSHIST1\n"
+
+
+def save_history(history: TargetHistory, path: Path) -> None:
+    """Write ``history`` to ``path`` (atomically: a temporary file renamed over it). The layout is a small JSON
+    header (step, window, newest slot, labels) and then the float32 rows, one block after another, so saving
+    takes no second copy of the values. Raises OSError (a full disk, a read-only volume)."""
+    header = json.dumps({"step": history.step, "slots": history.slots, "end_slot": history.end_slot,
+                         "labels": history.labels, "names": sorted(history.names)}).encode()  # fmt: skip
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(MAGIC + len(header).to_bytes(8, "little") + header)
+            for index, block in enumerate(history.blocks):
+                used = min(BLOCK_ROWS, len(history.labels) - index * BLOCK_ROWS)
+                handle.write(np.ascontiguousarray(block[:used], dtype="<f4").tobytes())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def load_history(path: Path, step: float, length: float, max_series: int) -> TargetHistory | None:
+    """The history saved at ``path`` when it fits the target's step and window (None when there is none or the
+    configuration changed). Raises OSError or ValueError for a file that cannot be read."""
+    if not path.exists():
+        return None
+    history = TargetHistory(step, length, max_series)
+    with open(path, "rb") as handle:
+        if handle.read(len(MAGIC)) != MAGIC:
+            raise ValueError(f"{path} is not a Perf Sentinel history file")
+        header = json.loads(handle.read(int.from_bytes(handle.read(8), "little")))
+        if header["step"] != step or header["slots"] != history.slots or len(header["labels"]) > max_series:
+            return None
+        values = np.fromfile(handle, dtype="<f4")
+    if values.size != len(header["labels"]) * history.slots:
+        raise ValueError(f"{path} is truncated")
+    values = values.reshape(len(header["labels"]), history.slots)
+    for labels, row in zip(header["labels"], values, strict=True):
+        index = history._new_row(series_key(labels), labels)
+        block, offset = divmod(index, BLOCK_ROWS)
+        history.blocks[block][offset] = row
+    history.names = set(header["names"])
+    history.end_slot = header["end_slot"]
+    return history

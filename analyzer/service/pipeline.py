@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from analyzer.models.quality import TOO_SHORT, covered_seconds, insufficiency
 from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError, TooManySeries, identity_labels
 from analyzer.series import Series, series_key
 from analyzer.service import learning
-from analyzer.service.history import TargetHistory
+from analyzer.service.history import TargetHistory, load_history, save_history
 from analyzer.service.partition import Partition, choose_partition
 from analyzer.service.sharding import Shard
 from analyzer.state.lifecycle import BaselineMeta, Lifecycle
@@ -37,6 +38,7 @@ AUTO_RECHECK_SECONDS = 86400.0
 SCORE_LOOKBACK_STEPS = 2  # the latest sample is looked for at least this many steps back (hourly data)
 NO_SAMPLES = np.empty(0)
 UNLISTED = Partition("", frozenset(), -1, -1)  # a target not listed yet (sharded runs)
+HISTORY_DIR = "history"  # under state_dir: each target's history (analyzer.service.history)
 RECORD_LOCK = threading.Lock()  # the score job adds to score records while a refit copies them for its workers
 
 
@@ -101,7 +103,8 @@ class Analyzer:
         self._auto_models: dict[str, tuple[str, float]] = {}  # target -> (model chosen by ``auto``, when)
         self.states: dict[str, dict[str, SeriesState]] = {t.name: self._stored_states(t) for t in config.targets}
         self._lock = threading.Lock()
-        self.histories = {t.name: TargetHistory(t.step, t.history, t.max_series) for t in config.targets}
+        self.histories = {t.name: self._stored_history(t) for t in config.targets}
+        self._history_saved: dict[str, float] = {}  # target -> when its history was last saved (state_dir)
         self._read_locks = {t.name: threading.Lock() for t in config.targets}
         self.partitions: dict[str, Partition | None] = {}  # per target, what this shard reads (None: everything)
         self.listed: dict[str, int] = {}  # per target, the series its last listing found (sharded runs)
@@ -120,6 +123,40 @@ class Analyzer:
                 states[key] = SeriesState(labels, baseline, "", meta=meta, record=record)
         return states
 
+    def _history_path(self, target: TargetConfig) -> Path | None:
+        return Path(self.config.state_dir) / HISTORY_DIR / target.name if self.config.state_dir else None
+
+    def _stored_history(self, target: TargetConfig) -> TargetHistory:
+        """The target's history as saved at the last stop or refit interval (then only what came since is read),
+        else an empty one (the first read takes the whole window)."""
+        empty = TargetHistory(target.step, target.history, target.max_series)
+        path = self._history_path(target)
+        if path is None:
+            return empty
+        try:
+            return load_history(path, target.step, target.history, target.max_series) or empty
+        except (OSError, ValueError) as exc:
+            self.telemetry.store_error("history")
+            log.warning("target %s: saved history not used (%s): reading the whole window", target.name, exc)
+            return empty
+
+    def _save_history(self, target: TargetConfig, now: float, force: bool = False) -> None:
+        """Save the target's history once per refit interval (and at shutdown); a failure is counted and tried
+        again at the next pass, the history in memory is unaffected."""
+        path = self._history_path(target)
+        every = self.config.schedule.refit_every
+        if path is None or (not force and now - self._history_saved.get(target.name, -np.inf) < every):
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._read_locks[target.name]:
+                save_history(self.histories[target.name], path)
+        except OSError as exc:
+            self.telemetry.store_error("history")
+            log.warning("target %s: history not saved (%s): tried again at the next pass", target.name, exc)
+            return
+        self._history_saved[target.name] = now
+
     def save_records(self) -> None:
         """Store every series' score record (at shutdown; refits store the records of the series they refit), and
         once more what the store refused so far (a store that is still down loses only those writes)."""
@@ -128,6 +165,8 @@ class Analyzer:
         for name, by_key in states.items():
             self.lifecycle.save_records(name, {key: state.record for key, state in by_key.items()}, self.clock())
         self.lifecycle.flush()
+        for target in self.config.targets:
+            self._save_history(target, self.clock(), force=True)
 
     # ------------------------------------------------------------ reading
     def _read(self, target: TargetConfig, now: float, discover: bool = False) -> TargetHistory:
@@ -287,6 +326,7 @@ class Analyzer:
         with self._lock:
             self.states[target.name] = states
         self._log_warming(target, states)
+        self._save_history(target, now)
         # each series' record is stored once per refit interval, at its refit
         self.lifecycle.save_records(target.name, {key: states[key].record for key in histories}, now)
 

@@ -127,8 +127,6 @@ def cmd_once(args: argparse.Namespace) -> int:
     return code
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from analyzer.commands.run import serve
 def target_problems(snapshot) -> list[str]:
     """One line per target that was not analysed: its query failed, or it returned no series."""
     problems = []
@@ -140,6 +138,8 @@ def target_problems(snapshot) -> list[str]:
     return problems
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from analyzer.commands.run import serve
 
     config = load(args)
     return serve(config, args.listen or config.listen, shard_from_args(args), args.web_config_file)

@@ -309,8 +309,10 @@ def summary_families(snapshot: Snapshot) -> list[Family]:
     for outcome in snapshot.targets:
         target = escape(outcome.target)
         up.add(f'target="{target}"', 1.0 if outcome.success else 0.0)
+        if outcome.returned is not None:
+            returned.add(f'target="{target}"', outcome.returned)
         for status in STATUSES:
             counts.add(f'target="{target}",status="{status}"', tally.get((outcome.target, status), 0))
     completed = Family(PREFIX + "last_analysis_timestamp_seconds", "Unix time the published analysis completed.")
     completed.add("", snapshot.completed_at)
-    return [counts, up, completed]
+    return [counts, up, returned, completed]

@@ -119,6 +119,8 @@ def cmd_once(args: argparse.Namespace) -> int:
     code = EXIT_FAILED if problems else EXIT_OK
     if not (args.format and not args.report):  # --format alone prints that format instead of the table
         print_results(snapshot, args.output, sys.stdout)
+    for problem in problems:
+        print(f"perfsentinel: {problem}", file=sys.stderr)
     if args.report or args.format:
         from analyzer.gate.checkcmd import write_requested
         from analyzer.gate.reports.build import from_snapshot

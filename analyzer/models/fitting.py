@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import select
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ProcessPoolExecutor, wait
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +28,7 @@ from analyzer.telemetry import Telemetry
 log = logging.getLogger(__name__)
 FALLBACK_MODEL = "profile"
 FALLBACKS = {"prophet": "stl", "stl": "profile", "mstl": "profile"}
+IN_FLIGHT_PER_WORKER = 2  # fits submitted per worker at a time (one running, one queued)
 
 
 def fallback_for(model: str) -> str | None:
@@ -57,6 +59,7 @@ class FitOutcome:
     error: str = ""
     note: str = ""
     extra: object = None  # FitRequest.after's result
+    request: FitRequest | None = field(default=None, repr=False)  # set in the calling process, never pickled back
 
 
 def fit_one(request: FitRequest) -> FitOutcome:
@@ -148,8 +151,9 @@ class FitPool:
                 self._closed = Future()
             return self._executor, self._closed
 
-    def fit_all(self, requests: list[FitRequest], timeout: float, telemetry: Telemetry) -> Iterator[FitOutcome]:
-        """One outcome per request as the fits finish; none at all after ``shutdown``."""
+    def fit_all(self, requests: Iterable[FitRequest], timeout: float, telemetry: Telemetry) -> Iterator[FitOutcome]:
+        """One outcome per request as the fits finish (``outcome.request`` is its request); none at all after
+        ``shutdown``. ``requests`` may be a generator: it is consumed as workers become free."""
         if self._shut_down:
             return
         outcomes = self._run_inline(requests) if self.workers == 1 else self._run_pooled(requests, timeout)
@@ -170,39 +174,58 @@ class FitPool:
 
     @staticmethod
     def _run_inline(requests: Iterable[FitRequest]) -> Iterator[FitOutcome]:
-        return (fit_one(request) for request in requests)
+        for request in requests:
+            outcome = fit_one(request)
+            outcome.request = request
+            yield outcome
 
-    def _run_pooled(self, requests: list[FitRequest], timeout: float) -> Iterator[FitOutcome]:
-        pool = self._pool() if requests else None
+    def _run_pooled(self, requests: Iterable[FitRequest], timeout: float) -> Iterator[FitOutcome]:
+        """Keep ``IN_FLIGHT_PER_WORKER`` fits per worker submitted, taking the next request only when one is
+        collected: the requests (each a whole history) are made as they are needed, so memory does not grow with
+        the number of series, and each completion costs O(1) (a queue fed by the futures' callbacks)."""
+        pool = self._pool()
         if pool is None:
             return
         executor, closed = pool
-        try:
-            futures: dict[Future, FitRequest] = {executor.submit(fit_one, req): req for req in requests}
-        except RuntimeError:  # closed (shutdown) or broken between _pool() and submit: the service is stopping
-            return
-        # each worker runs its share one after another, so the batch gets the per-fit limit per round
-        deadline = time.monotonic() + timeout * -(-len(requests) // self.workers)
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending | {closed}, deadline - time.monotonic(), FIRST_COMPLETED)
-            pending.discard(closed)
-            if closed.done():
-                return  # closed from another thread: the fits not collected are simply not done
-            if not done:
-                yield from self._expire(pending, futures, timeout)
+        finished: queue.SimpleQueue[Future] = queue.SimpleQueue()
+        closed.add_done_callback(finished.put)
+        pending: dict[Future, tuple[FitRequest, float]] = {}
+        source = iter(requests)
+        # a fit waits for at most IN_FLIGHT_PER_WORKER - 1 others on its worker before it starts
+        limit = timeout * IN_FLIGHT_PER_WORKER
+        while True:
+            while len(pending) < IN_FLIGHT_PER_WORKER * self.workers and (request := next(source, None)):
+                try:
+                    future = executor.submit(fit_one, request)
+                except RuntimeError:  # closed (shutdown) or broken meanwhile: the service is stopping
+                    return
+                pending[future] = (request, time.monotonic())
+                future.add_done_callback(finished.put)
+            if not pending:
                 return
-            for future in done:
-                yield self._collect(future, futures[future])
+            oldest = min(submitted for _, submitted in pending.values())
+            try:
+                future = finished.get(timeout=max(0.0, oldest + limit - time.monotonic()))
+            except queue.Empty:
+                yield from self._expire(pending, timeout)
+                return
+            if future is closed:
+                return  # closed from another thread: the fits not collected are simply not done
+            request, _ = pending.pop(future)
+            yield self._collect(future, request)
 
-    def _expire(self, pending: set[Future], futures: dict[Future, FitRequest], timeout: float) -> Iterator[FitOutcome]:
-        for future in pending:
+    def _expire(self, pending: dict[Future, tuple[FitRequest, float]], timeout: float) -> Iterator[FitOutcome]:
+        for future, (request, _) in pending.items():
             future.cancel()
-            request = futures[future]
             yield FitOutcome(request.key, request.model, None, timeout, f"timeout after {timeout:g}s")
         self.close(kill=True)  # a stuck worker would keep its slot forever: start a fresh pool next time
 
     def _collect(self, future: Future, request: FitRequest) -> FitOutcome:
+        outcome = self._result(future, request)
+        outcome.request = request
+        return outcome
+
+    def _result(self, future: Future, request: FitRequest) -> FitOutcome:
         try:
             return future.result()
         except BrokenProcessPool as exc:

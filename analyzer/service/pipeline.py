@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from analyzer.detection import budget, regression
 from analyzer.detection.scoring import anomaly_scores, gated_band
 from analyzer.durations import format_duration
 from analyzer.models import FitContext, FittedBaseline, get_model
-from analyzer.models.auto import choose_model
+from analyzer.models.auto import SAMPLE_SERIES, choose_model
 from analyzer.models.fitting import FitOutcome, FitPool, FitRequest
 from analyzer.models.quality import TOO_SHORT, covered_seconds, insufficiency
 from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError, TooManySeries, identity_labels
@@ -280,30 +280,50 @@ class Analyzer:
         with self._read_locks[target.name]:
             history = self._read(target, now, discover=True)
             history.forget_empty()
-            timestamps = history.timestamps()
             with self._lock:
                 previous = self.states[target.name]
             self.lifecycle.begin_pass(target.name, target.retention, now)
             states: dict[str, SeriesState] = {}
-            due: list[Series] = []
+            due: list[tuple[int, dict[str, str], str]] = []
             for row, labels, key in history.rows():
                 if not self.shard.owns(target.name, key):
                     continue
                 states[key] = state = self._carried(target, key, labels, previous.get(key))
                 if self.lifecycle.due(target.name, key, state.baseline is not None, now,
                                       self.config.schedule.refit_every):  # fmt: skip
-                    due.append(Series(labels, timestamps, history.values(row)))
+                    due.append((row, labels, key))
+            sample = [(history.timestamps(), history.values(row)) for row, _, _ in due[:SAMPLE_SERIES]]
         self._query_worked(target)
-        context = FitContext(
-            step=target.step,
-            timezone=self.config.timezone,
-            seasonality=target.seasonality,
-            band_sigmas=target.band_sigmas,
-        )
-        requests: list[FitRequest] = []
-        model = self._model_for(target, due, context, now)
-        for series in due:
-            state = states[series.key]
+        self.lifecycle.seen(target.name, [Series(s.labels, NO_SAMPLES, NO_SAMPLES) for s in states.values()], now)
+        context = FitContext(step=target.step, timezone=self.config.timezone, seasonality=target.seasonality,
+                             band_sigmas=target.band_sigmas)  # fmt: skip
+        model = self._model_for(target, sample, context, now)
+        in_flight: dict[str, Series] = {}
+        fitted: list[str] = []
+        requests = self._fit_requests(target, history, due, states, model, context, now, in_flight)
+        for outcome in self.pool.fit_all(requests, self.config.schedule.fit_timeout, self.telemetry):
+            series = in_flight.pop(outcome.key)
+            self._apply_fit(states[outcome.key], outcome, target, series, outcome.request, now)
+            fitted.append(outcome.key)
+        with self._lock:
+            self.states[target.name] = states
+        self._log_warming(target, states)
+        self._save_history(target, now)
+        # each series' record is stored once per refit interval, at its refit
+        self.lifecycle.save_records(target.name, {key: states[key].record for key in fitted}, now)
+
+    def _fit_requests(
+        self, target: TargetConfig, history: TargetHistory, due: list[tuple[int, dict[str, str], str]],
+        states: dict[str, SeriesState], model: str, context: FitContext, now: float, in_flight: dict[str, Series],
+    ) -> Iterator[FitRequest]:  # fmt: skip
+        """One fit request per due series with enough data, made only when the fit pool takes it (a history
+        each: making them all first took 200 bytes per point of every due series at once)."""
+        for row, labels, key in due:
+            with self._read_locks[target.name]:
+                if self.histories[target.name] is not history:
+                    return  # replaced meanwhile (another listing, max_series): the rest waits for the next pass
+                series = Series(labels, history.timestamps(), history.values(row))
+            state = states[key]
             values = self.lifecycle.training_values(target, series, state.baseline, now)  # flagged periods masked
             values[np.isinf(values)] = np.nan  # an infinite sample is scored, never learned from
             state.history_seconds = covered_seconds(series.values, target.step)
@@ -311,24 +331,13 @@ class Analyzer:
             if reason is None:
                 with RECORD_LOCK:
                     record = state.record.copy()
-                work = learning.Learning(target, record, state.baseline)
-                requests.append(FitRequest(series.key, model, series.timestamps, values, context, target.prophet,
-                                           learning.learn, work))  # fmt: skip
+                in_flight[key] = series
+                yield FitRequest(key, model, series.timestamps, values, context, target.prophet, learning.learn,
+                                 learning.Learning(target, record, state.baseline))  # fmt: skip
             elif state.baseline is None:
                 state.reason, state.note = reason, self._insufficiency_note(target, reason, values)
             else:
                 state.note = f"refit skipped ({reason} once flagged periods are masked): kept the current baseline"
-        self.lifecycle.seen(target.name, [Series(s.labels, NO_SAMPLES, NO_SAMPLES) for s in states.values()], now)
-        histories = {request.key: request for request in requests}
-        by_key = {series.key: series for series in due}
-        for outcome in self.pool.fit_all(requests, self.config.schedule.fit_timeout, self.telemetry):
-            self._apply_fit(states[outcome.key], outcome, target, by_key[outcome.key], histories[outcome.key], now)
-        with self._lock:
-            self.states[target.name] = states
-        self._log_warming(target, states)
-        self._save_history(target, now)
-        # each series' record is stored once per refit interval, at its refit
-        self.lifecycle.save_records(target.name, {key: states[key].record for key in histories}, now)
 
     @staticmethod
     def _insufficiency_note(target: TargetConfig, reason: str, values: np.ndarray) -> str:
@@ -358,13 +367,14 @@ class Analyzer:
                 state.reason = ""
         return state
 
-    def _model_for(self, target: TargetConfig, history: list[Series], context: FitContext, now: float) -> str:
-        """The configured model, or for ``auto`` the one analyzer.models.auto picks (re-checked daily)."""
+    def _model_for(self, target: TargetConfig, sample: list[tuple[np.ndarray, np.ndarray]], context: FitContext,
+                   now: float) -> str:  # fmt: skip
+        """The configured model, or for ``auto`` the one analyzer.models.auto picks (re-checked daily) on a sample
+        of the target's (timestamps, values)."""
         if target.model != "auto":
             return target.model
         chosen = self._auto_models.get(target.name)
         if chosen is None or now - chosen[1] >= AUTO_RECHECK_SECONDS:
-            sample = [(s.timestamps, s.values) for s in history]
             choice = choose_model(sample, context, lambda name: get_model(name, target.prophet))
             log.info("target %s: model auto chose %s (%s; holdout errors %s)", target.name, choice.model,
                      choice.reason, choice.errors)  # fmt: skip

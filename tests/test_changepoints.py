@@ -53,7 +53,7 @@ def test_a_ten_percent_step_is_named_at_its_build(seed):
 
 def test_pure_noise_has_no_change_points_in_almost_every_history():
     found = sum(bool(find_change_points(_noise(seed))) for seed in range(200))
-    assert found <= 12  # alpha 0.01 per test, a few tests per history: 6% of histories at most
+    assert found <= 10  # alpha 0.005 per test, a few tests per history: 5% of histories at most
 
 
 def test_a_short_regression_that_was_fixed_is_two_change_points():

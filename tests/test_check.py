@@ -9,11 +9,16 @@ Ground truth:
 * ``canary_latency_seconds{version}``: both versions run in the last hour; 1.5.0 is +30% on /checkout and
   the same as 1.4.2 on /home.
 * ``seasonal_latency_seconds``: strong daily cycle; /b +25% in the last hour, /a unchanged.
+* ``shop_*`` (15 days at 2 minutes, daily cycle, weekend dip for throughput): ``shop_latency_seconds{route="/pay"}``
+  +35% from END-5h, when ``shop_build_info`` switches 2.0 -> 2.1; ``shop_requests_per_second`` unchanged. The
+  last hour is Sunday night: a week-long window baseline sees the regressed latency near its weekly median and
+  the unchanged throughput far below it.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +66,31 @@ def _build_info(version: str, start: float, end: float) -> BackfillSeries:
     return BackfillSeries("app_build_info", {"version": version}, timestamps, np.ones(timestamps.size))
 
 
+SHOP_DAYS, SHOP_STEP, SHOP_CHANGE = 15, 120.0, END - 5 * 3600
+
+
+def _shop() -> list[BackfillSeries]:
+    def series(name: str, labels: dict, seed: int, amplitude: float, dip: float, size: float = 0.0):
+        synthetic = generate(days=SHOP_DAYS, step=SHOP_STEP, level=1.0, daily_amplitude=amplitude,
+                             weekend_dip=dip, noise=0.04, seed=seed, end=END + SHOP_STEP)  # fmt: skip
+        if size:
+            inject_step(synthetic, SHOP_CHANGE, size)
+        return BackfillSeries(name, labels, synthetic.timestamps, synthetic.values)
+
+    def build(version: str, start: float, end: float) -> BackfillSeries:
+        timestamps = np.arange(start, end, SHOP_STEP)
+        return BackfillSeries("shop_build_info", {"version": version}, timestamps, np.ones(timestamps.size))
+
+    first = END - SHOP_DAYS * 86400
+    return [
+        series("shop_latency_seconds", {"route": "/pay"}, 21, 0.4, 0.0, size=0.35),
+        series("shop_requests_per_second", {"route": "/pay"}, 22, 0.3, 0.15),
+        series("shop_requests_per_second", {"route": "/cart"}, 23, 0.3, 0.15),
+        build("2.0", first, SHOP_CHANGE),
+        build("2.1", SHOP_CHANGE, END + SHOP_STEP),
+    ]
+
+
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory):
     require_tools("prometheus", "promtool")
@@ -84,6 +114,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory):
         _series("seasonal_latency_seconds", {"route": "/b"}, 9, amplitude=0.3, step_at=END - 3600, size=0.25),
         _build_info("1.4.2", END - DAYS * 86400, END - 2400),
         _build_info("1.5.0", END - 2400, END + STEP),
+        *_shop(),
     ]
     server = LocalPrometheus(tmp_path_factory.mktemp("prometheus"))
     server.backfill(series)
@@ -140,6 +171,11 @@ def test_window_mode_fails_on_the_regressed_route_and_names_the_deployment(prome
     assert 'version="1.5.0"' in checkout["likely_cause"]["description"]
     actions = [r["action"] for r in checkout["recommendations"]]
     assert actions == ["investigate", "accept_baseline"]
+    # the change began inside the candidate: the accept command is the next window's check against the new level;
+    # valid as printed (parsed by the real parser, accepted by the option checks) and undecided until that window
+    accept = shlex.split(checkout["recommendations"][1]["command"])
+    assert "--baseline" in accept and accept[accept.index("--baseline") + 1].startswith("2026-01-04T23:2")
+    assert main(accept[1:]) != 2  # runs as printed (exit 2 would be a bad command); data there is not ours to judge
     # /search worsened from the start of the window, 20 minutes before the deployment: not its cause
     assert search["likely_cause"] is None and "unlikely to be the cause" in search["recommendations"][0]["text"]
 
@@ -196,6 +232,10 @@ def test_selector_mode_compares_versions_on_the_same_aggregated_query(prometheus
     cause = items["/checkout"]["likely_cause"]
     assert cause["source"] == "selector" and "1.5.0" in cause["description"]
     assert any('version="1.5.0"' in r["text"] for r in items["/checkout"]["recommendations"])
+    accept = next(r for r in items["/checkout"]["recommendations"] if r["action"] == "accept_baseline")["command"]
+    argv = shlex.split(accept)
+    assert argv[argv.index("--baseline-selector") + 1] == argv[argv.index("--candidate-selector") + 1]
+    assert main(argv[1:]) != 2  # the next window of 1.5.0 against this one: runs as printed
 
 
 # ---------------------------------------------------------------- stored-baseline mode
@@ -259,7 +299,7 @@ def test_query_prometheus_rejects_is_a_configuration_error(prometheus, tmp_path)
         ["--baseline-selector", "version=1.4.2"],
         ["--baseline", "now-7d:now-1h", "--target", "nope"],
         ["--baseline", "now-7d:now-1h", "--alpha", "2"],
-        [],  # no baseline at all
+        ["--since", "1"],  # a --builds flag
     ],
 )
 def test_usage_errors_exit_2(tmp_path, args):
@@ -288,6 +328,7 @@ def test_stored_mode_uses_the_active_baseline_of_the_store(prometheus, tmp_path)
     context = FitContext(step=300.0, seasonality="daily")
     baseline = attach_reference(get_model("stl").fit(timestamps, values, context), timestamps, values)
     store = BaselineStore.in_dir(tmp_path / "state")
+    store.touch_series("seasonal", '{route="/a"}', {"route": "/a"}, END)  # the service records every series it sees
     version = store.save(
         "seasonal", '{route="/a"}', baseline, fingerprint="test", quality={}, reason="test", created_at=END
     )
@@ -306,6 +347,10 @@ def test_stored_mode_uses_the_active_baseline_of_the_store(prometheus, tmp_path)
     assert items["/a"]["baseline_source"] == f"store v{version}" and items["/a"]["verdict"] == "fail"
     assert 30 < items["/a"]["statistics"]["change_pct"] < 60  # 1/0.7 - 1 = +43%
     assert items["/b"]["baseline_source"].startswith("fitted here") and items["/b"]["verdict"] == "fail"
+    # the accept advice for a stored baseline is the store's own command, runnable as printed
+    accept = next(r for r in items["/a"]["recommendations"] if r["action"] == "accept_baseline")["command"]
+    assert shlex.split(accept)[:4] == ["perfsentinel", "baseline", "accept", "--config"]
+    assert main(shlex.split(accept)[1:]) == 0
 
 
 @pytest.mark.integration
@@ -409,3 +454,56 @@ def test_check_format_alone_prints_the_report_and_the_summary_to_stderr(tmp_path
     captured = capsys.readouterr()
     assert json.loads(captured.out)["verdict"] == "undecided"
     assert "perfsentinel check: UNDECIDED (exit 3)" in captured.err
+
+
+# ---------------------------------------------------------------- the default baseline on seasonal data
+SHOP = [
+    {"name": "shop_latency", "query": "shop_latency_seconds", "kind": "latency", "step": "5m", "history": "14d"},
+    {"name": "shop_throughput", "query": "shop_requests_per_second", "kind": "throughput", "step": "5m",
+     "history": "14d"},
+]  # fmt: skip
+
+
+@pytest.mark.integration
+def test_the_default_seasonal_baseline_fails_the_regression_and_passes_the_unchanged_series(prometheus, tmp_path):
+    """No --baseline: a baseline fitted on the two weeks before the candidate, compared at the candidate's own
+    time of day and week. The latency regression fails, the unchanged throughput on a Sunday night passes, the
+    change start is found 4 hours before the candidate and names the deployment then, not a later event."""
+    config = _config(tmp_path, prometheus.url, SHOP)
+    late = "2026-01-04T23:30:00Z=config push (after the change started)"
+    code = _check(config, "--events-query", "shop_build_info", "--event", late, report=tmp_path / "r")
+    assert code == 1
+    document = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert document["settings"]["mode"] == "stored" and document["warnings"] == []
+    items = {(i["target"], i["labels"]["route"]): i for i in document["series"]}
+    pay = items[("shop_latency", "/pay")]
+    assert pay["verdict"] == "fail" and pay["severity"] == "critical" and 25 < pay["statistics"]["change_pct"] < 45
+    assert pay["baseline_source"] == "fitted here on 2w before the candidate"
+    assert items[("shop_throughput", "/pay")]["verdict"] == "pass"
+    assert items[("shop_throughput", "/cart")]["verdict"] == "pass"
+    started = np.datetime64(pay["change_start"].rstrip("Z"))
+    assert abs(started - np.datetime64("2026-01-04T19:00:00")) <= np.timedelta64(15, "m")  # before the candidate
+    assert 'version="2.1"' in pay["likely_cause"]["description"]
+    # the printed accept command compares with the level since the change, and passes
+    accept = next(r for r in pay["recommendations"] if r["action"] == "accept_baseline")
+    argv = shlex.split(accept["command"])
+    assert argv[:6] == ["perfsentinel", "check", "--config", config, "--target", "shop_latency"]
+    assert main(argv[1:]) == 0  # as printed
+    markdown = (tmp_path / "r" / "summary.md").read_text()
+    assert "positive means worse" in markdown
+
+
+@pytest.mark.integration
+def test_a_week_long_window_gets_the_seasonal_series_wrong_and_says_why(prometheus, tmp_path):
+    """The documented default of old: the regression at night looks like the weekly median, the unchanged
+    throughput on a Sunday night looks like a regression; the report warns that the windows cover other hours."""
+    config = _config(tmp_path, prometheus.url, SHOP)
+    assert _check(config, "--baseline", "now-7d:now-1h", report=tmp_path / "r") == 1
+    document = json.loads((tmp_path / "r" / "report.json").read_text())
+    items = {(i["target"], i["labels"]["route"]): i for i in document["series"]}
+    assert items[("shop_latency", "/pay")]["verdict"] == "pass"
+    assert items[("shop_throughput", "/pay")]["verdict"] == "fail"
+    assert any("other hours of the day" in w for w in document["warnings"])
+    assert any("other days of the week" in w for w in document["warnings"])
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "Window plots (what the test compared)" in html and "other hours of the day" in html

@@ -6,8 +6,8 @@ build id are several samples of that build; a build's level is their median (``-
 
 Per metric, over the whole history (``analyzer.gate.changepoints``):
 
-* every change point with ``p <= --change-alpha`` (0.01) is listed with its build, change % and p-value;
-* the gate uses the change points that hold at ``GATE_ALPHA`` (0.001, one false failure in about a thousand gate
+* every change point with ``p <= --change-alpha`` (0.005) is listed with its build, change % and p-value;
+* the gate uses the change points that hold at ``GATE_ALPHA`` (0.002, under one false failure in a thousand gate
   runs at most) and asks what the latest build is part of: the latest level against the level before each of
   them, the worst (``changepoints.latest_regression``: steps in a row add up). That level is compared with the
   latest segment by the test of the other modes (Mann-Whitney with 5 or more builds on both sides, Student's t
@@ -32,7 +32,14 @@ from scipy import special
 
 from analyzer.config import Config, TargetConfig
 from analyzer.detection import stats
-from analyzer.gate.changepoints import ChangePoint, find_change_points, latest_regression, merge, worse_sign
+from analyzer.gate.changepoints import (
+    DEFAULT_ALPHA,
+    ChangePoint,
+    find_change_points,
+    latest_regression,
+    merge,
+    worse_sign,
+)
 from analyzer.gate.check import (
     FAIL,
     PASS,
@@ -50,7 +57,7 @@ from analyzer.gate.recommendations import ACCEPT_BASELINE, ADJUST_BUDGET, INVEST
 from analyzer.gate.timewindows import parse_time
 
 BUILD_COLUMN, TIME_COLUMN = "build", "timestamp"
-GATE_ALPHA = 0.001  # change points the gate acts on; the history lists those at --change-alpha
+GATE_ALPHA = 0.002  # change points the gate acts on; the history lists those at --change-alpha
 MIN_BUILDS = 4  # builds with a value, per metric, before anything can be decided
 AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {
     "median": lambda v: float(np.median(v)),
@@ -169,7 +176,7 @@ class BuildsOptions:
     fail_on: str = "significant"
     undecided: str = "fail"
     alpha: float = 0.05  # false discovery rate across the metrics
-    change_alpha: float = 0.01  # change points listed in the history
+    change_alpha: float = DEFAULT_ALPHA  # change points listed in the history
     test: str = stats.DEFAULT_TEST
     thresholds: stats.SeverityThresholds = stats.SeverityThresholds()
     confidence_level: float = 0.95

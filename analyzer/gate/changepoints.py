@@ -34,9 +34,10 @@ from scipy import special
 
 from analyzer.detection.stats import lag1_autocorrelation
 
-DEFAULT_ALPHA = 0.01
+DEFAULT_ALPHA = 0.005
 DEFAULT_THRESHOLD = 3.5  # candidate splits: standardized CUSUM in robust noise units
 MAX_RELOCATIONS = 5
+MIN_REFERENCE = 5  # values a level must hold to be the baseline a regression is measured from
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 _NORMAL_UNDERFLOW = 38.0  # phi(38) underflows: the p-value is 0 in double precision
 
@@ -272,11 +273,14 @@ class Regression:
     change_pct: float  # worse-signed, of the means
 
 
-def latest_regression(values: np.ndarray, points: list[ChangePoint], direction: str) -> Regression | None:
+def latest_regression(
+    values: np.ndarray, points: list[ChangePoint], direction: str, min_reference: int = MIN_REFERENCE
+) -> Regression | None:
     """The change the latest segment is part of: the latest level compared with the level before each change
     point, the worst of them (the most recent on a tie). Several small steps in a row add up: a creeping
-    regression is the sum of its steps, starting at the first. None when the latest level is not worse than
-    any earlier one."""
+    regression is the sum of its steps, starting at the first. A level held for fewer than ``min_reference``
+    values is no baseline (coming back from a brief dip is not a regression). None when the latest level is not
+    worse than any earlier one."""
     if not points:
         return None
     bounds = [0, *(p.index for p in points), values.size]
@@ -285,9 +289,28 @@ def latest_regression(values: np.ndarray, points: list[ChangePoint], direction: 
     worst: Regression | None = None
     for j in range(len(points) - 1, -1, -1):
         reference = (bounds[j], bounds[j + 1])
+        if reference[1] - reference[0] < min_reference:
+            continue
         level = float(values[reference[0] : reference[1]].mean())
         raw = latest - level
         change = worse_sign(direction, raw) * raw / abs(level) * 100.0 if level else math.nan
         if math.isfinite(change) and change > 0 and (worst is None or change > worst.change_pct):
             worst = Regression(j, points[j].index, reference, recent, change)
     return worst
+
+
+def start_of_latest_shift(values: np.ndarray, points: list[ChangePoint], direction: str) -> int | None:
+    """Where the latest level began, for a sequence centred on its baseline (0 = as expected): the start of the
+    latest segment, moved back over earlier segments while they were at least half-way to the latest level in the
+    worse direction (a shift that began earlier and grew stays one shift). None when the latest segment is not worse
+    than the baseline."""
+    bounds = [0, *(p.index for p in points), values.size]
+    levels = [float(values[a:b].mean()) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    sign = worse_sign(direction, levels[-1])
+    latest = sign * levels[-1]
+    if not latest > 0:
+        return None
+    first = len(levels) - 1
+    while first > 0 and sign * levels[first - 1] >= latest / 2:
+        first -= 1
+    return bounds[first]

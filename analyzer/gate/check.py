@@ -33,6 +33,7 @@ from analyzer.config import Budget, Config, TargetConfig
 from analyzer.detection import stats
 from analyzer.detection.reference import attach_reference
 from analyzer.durations import format_duration
+from analyzer.gate.changepoints import find_change_points, start_of_latest_shift
 from analyzer.gate.recommendations import (
     Event,
     Situation,
@@ -41,7 +42,7 @@ from analyzer.gate.recommendations import (
     likely_cause,
     recommend,
 )
-from analyzer.gate.timewindows import Window
+from analyzer.gate.timewindows import Window, coverage_warnings
 from analyzer.models import FitContext, FittedBaseline
 from analyzer.models.fitting import FitPool, FitRequest
 from analyzer.models.quality import insufficiency
@@ -55,6 +56,8 @@ PASS, WARN, FAIL, UNDECIDED = "pass", "warn", "fail", "undecided"
 MODES = ("window", "selector", "stored")
 TIERS = ("minor", "significant", "critical")
 IN_PROCESS_FITS = 8  # stored mode fits this many series in-process; more go to the process pool
+TAIL_MIN = 12 * 3600.0  # the change start is looked for at least this far before the candidate
+MAX_EVENT_POINTS = 10_000  # per series of the events query (Prometheus refuses more than 11,000)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,7 @@ class CheckOptions:
     events: tuple[Event, ...] = ()
     events_query: str | None = None
     query_threads: int = 4
+    config_path: str | None = None  # for the accept commands the report prints
 
 
 @dataclass
@@ -148,6 +152,7 @@ class SeriesCheck:
     direction: str | None = None  # builds mode: the metric's direction
     change_build: str | None = None  # builds mode: the first build at the new level
     change_points: list | None = None  # builds mode: every change of the history (builds.BuildChange)
+    change_data: tuple | None = None  # (values centred on the baseline, times, values before the candidate)
 
     @property
     def key(self) -> str:
@@ -219,18 +224,23 @@ def baseline_level(values: np.ndarray) -> float:
     return math.nan
 
 
+def tail_length(candidate: Window) -> float:
+    """How far before the candidate the change start is looked for: a change that began hours before the
+    candidate window (the load test ran after it) is named where it began."""
+    return max(4.0 * candidate.length, TAIL_MIN)
+
+
 def _window_pair(reference: Series, recent: Series, baseline: Window, candidate: Window) -> Pair:
     ref = _finite(reference.values)
     level = baseline_level(ref)
-    low, high = np.percentile(ref, [5, 95]) if ref.size else (math.nan, math.nan)
     contiguous = baseline.end >= candidate.start - candidate.length
-    shown = reference.tail(candidate.start - 3 * candidate.length) if contiguous else reference.tail(math.inf)
+    tail = reference.tail(candidate.start - tail_length(candidate)) if contiguous else reference.tail(math.inf)
+    shown = reference.tail(candidate.start - 3 * candidate.length) if contiguous else tail
     times = np.concatenate((shown.timestamps, recent.timestamps))
     values = np.concatenate((shown.values, recent.values))
-    tail = min(len(reference.timestamps), len(recent.timestamps))
-    plot = PlotData(
-        times, values, np.full(times.size, level), np.full(times.size, low), np.full(times.size, high), candidate.start
-    )
+    nothing = np.full(times.size, np.nan)
+    plot = PlotData(times, values, np.full(times.size, level), nothing, nothing, candidate.start)
+    plot.kind, plot.baseline_values = "distribution", reference.values
     return Pair(
         recent.labels,
         reference.values,
@@ -238,9 +248,9 @@ def _window_pair(reference: Series, recent: Series, baseline: Window, candidate:
         recent.values,
         level,
         level,
-        np.concatenate((reference.values[len(reference.values) - tail :], recent.values)),
-        np.concatenate((reference.timestamps[len(reference.timestamps) - tail :], recent.timestamps)),
-        tail,
+        np.concatenate((tail.values, recent.values)),
+        np.concatenate((tail.timestamps, recent.timestamps)),
+        len(tail.timestamps),
         plot,
         autocorrelation=noise_autocorrelation(reference.values),
     )
@@ -255,7 +265,7 @@ def _stored_pair(history: Series, recent: Series, baseline: FittedBaseline, cand
     expected = float(np.nanmean(now.expected))
     shown = history.tail(candidate.start - 3 * candidate.length)
     shown_band = baseline.predict(shown.timestamps)
-    tail = min(len(history.timestamps), max(len(recent.timestamps), 1))
+    tail = int(np.sum(history.timestamps >= candidate.start - tail_length(candidate)))
     joined = [
         np.concatenate(pair)
         for pair in (
@@ -296,14 +306,22 @@ def noise_autocorrelation(values: np.ndarray, smoothing: int = 11) -> float:
     return stats.lag1_autocorrelation(finite[half : half + smooth.size] - smooth)
 
 
-def change_start(values: np.ndarray, times: np.ndarray, reference_tail: int) -> float | None:
-    """Where the mean shifts most (the binary-segmentation statistic of one change point), never before
-    the candidate window starts."""
+def change_start(values: np.ndarray, times: np.ndarray, reference_tail: int, direction: str = "both") -> float | None:
+    """Where the level shift the candidate shows began, from a sequence centred on the baseline (0 = as expected)
+    that holds the data before the candidate (``reference_tail`` values) and the candidate: the change points of
+    the whole sequence (``analyzer.gate.changepoints``) and the start of the latest worse level, moved back over
+    earlier segments at least half-way there. So it can lie before the candidate window when the change began
+    earlier. Without such a change point: where the mean shifts most (one binary-segmentation split), not before
+    the candidate window."""
     keep = np.isfinite(values)
     values, times = values[keep], times[keep]
     n = values.size
     if n < 4:
         return None
+    points = find_change_points(values, min_last=2)
+    start = start_of_latest_shift(values, points, direction) if points else None
+    if start is not None:
+        return float(times[start])
     first_candidate = int(np.sum(keep[:reference_tail])) if reference_tail else 0
     sums = np.cumsum(values)
     k = np.arange(1, n)
@@ -339,6 +357,10 @@ class Checker:
 
     def run(self) -> CheckResult:
         result = CheckResult(self.options, self.clock())
+        if self.options.baseline_parts:
+            result.warnings += coverage_warnings(
+                self.options.candidate, self.options.baseline_parts, self.config.timezone
+            )
         targets = self.targets()
         events = list(self.options.events) + self._query_events(result)
         with ThreadPoolExecutor(max_workers=self.options.query_threads) as threads:
@@ -357,15 +379,16 @@ class Checker:
 
     # ------------------------------------------------------------ reading
     def _query_events(self, result: CheckResult) -> list[Event]:
-        """Changes of the events query over the candidate window and as long again before it, at the
-        candidate's step: a regression's cause is a change shortly before it starts."""
+        """Changes of the events query over the candidate window and the time before it where the change start is
+        looked for (``tail_length``): a regression's cause is a change shortly before it starts."""
         if not self.options.events_query:
             return []
         candidate = self.options.candidate
-        step = step_for(candidate, self.options)
+        span = candidate.end - candidate.start + tail_length(candidate)
+        step = max(step_for(candidate, self.options), math.ceil(span / MAX_EVENT_POINTS))  # as fine as the candidate
         try:
             series = self.reader.query_range(
-                self.options.events_query, candidate.start - candidate.length, candidate.end, step
+                self.options.events_query, candidate.start - tail_length(candidate), candidate.end, step
             )
         except PrometheusError as exc:
             kind = "query_failed" if isinstance(exc, QueryError) else "prometheus_unavailable"
@@ -423,9 +446,10 @@ class Checker:
         series gets a baseline fitted here on the history before the candidate window."""
         stored, versions = self._stored_baselines(target)
         missing = [s for s in recent if s.key not in stored]
-        history_length = (self.options.history or target.history) if missing else 3 * self.options.candidate.length
+        tail = tail_length(self.options.candidate)
+        history_length = (self.options.history or target.history) if missing else tail
         window = Window(self.options.candidate.start - history_length, self.options.candidate.start, "history")
-        step = target.step if missing else step_for(self.options.candidate, self.options)
+        step = target.step if missing else step_for(window, self.options)
         # the candidate window never trains its own baseline
         history = {s.key: s.before(window.end) for s in self._read(query, window, step)}
         fitted, problems = self._fit(target, [history[s.key] for s in missing if s.key in history], history_length)
@@ -522,9 +546,8 @@ class Checker:
             return item
         if not math.isfinite(item.comparison.change_pct):
             item.reason = "the baseline level is 0, so change % is undefined: give this target a budget"
-        item.change_start = change_start(
-            pair.change_values - np.nanmedian(pair.reference), pair.change_times, pair.reference_tail
-        )
+        # located later, for fail and warn only (a change-point search per series costs milliseconds)
+        item.change_data = (pair.change_values - np.nanmedian(pair.reference), pair.change_times, pair.reference_tail)
         return item
 
     def _control_fdr(self, items: Sequence[SeriesCheck]) -> None:
@@ -556,7 +579,10 @@ class Checker:
         if budget_breached and not item.reason and not gated:
             item.reason = "budget breached"
         if item.verdict in (FAIL, WARN):
+            if item.change_data is not None:
+                item.change_start = change_start(*item.change_data, target.direction)
             self._explain(item, events)
+        item.change_data = None
 
     def _explain(self, item: SeriesCheck, events: list[Event]) -> None:
         options = self.options
@@ -583,6 +609,10 @@ class Checker:
                 budget.suggestion() if budget else None,
                 "{" + ",".join(map(str, options.candidate_matchers)) + "}",
                 later,
+                options.config_path,
+                options.candidate,
+                item.baseline_source.startswith("store v"),
+                max(5 * tolerance, 0.1 * options.candidate.length),
             )
         )
 

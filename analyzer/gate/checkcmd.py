@@ -121,8 +121,8 @@ def add_check_arguments(check: argparse.ArgumentParser) -> None:
     builds.add_argument(
         "--change-alpha",
         type=float,
-        default=0.01,
-        help="significance of the change points listed in the history (default 0.01; the gate uses 0.001)",
+        default=0.005,
+        help="significance of the change points listed in the history (default 0.005; the gate uses 0.002)",
     )
     add_report_arguments(check)
 
@@ -143,7 +143,7 @@ def check_options(args: argparse.Namespace, now: float) -> CheckOptions:
     baseline_matchers = _matchers("--baseline-selector", args.baseline_selector)
     candidate_matchers = _matchers("--candidate-selector", args.candidate_selector)
     parts: tuple = ()
-    if args.baseline == STORED:
+    if args.baseline == STORED:  # the default, named
         mode = MODES[2]
     elif baseline_matchers or candidate_matchers:
         mode = MODES[1]
@@ -152,8 +152,8 @@ def check_options(args: argparse.Namespace, now: float) -> CheckOptions:
         mode, parts = MODES[0], _windows(args.baseline, now, candidate)
         if any(p.end > candidate.start and p.start < candidate.end for p in parts):
             raise ConfigError("--baseline", "the baseline window overlaps the candidate window")
-    else:
-        raise ConfigError("--baseline", "give a baseline window, 'stored', or --baseline-selector/--candidate-selector")
+    else:  # the default: the seasonal baseline (the service's store, or fitted on the history before the candidate)
+        mode = MODES[2]
     baseline = span(parts, args.baseline) if parts else None
     if not 0 < args.alpha < 1:
         raise ConfigError("--alpha", f"must be between 0 and 1, got {args.alpha}")
@@ -184,6 +184,7 @@ def check_options(args: argparse.Namespace, now: float) -> CheckOptions:
         targets=tuple(args.target),
         events=events,
         events_query=args.events_query,
+        config_path=args.config,
     )
 
 
@@ -324,6 +325,8 @@ def print_summary(report: Report, out: TextIO) -> None:
             out.write(item_headline(item) + "\n")
     for error in report.errors:
         out.write(f"{error['target']}: {error['kind']}: {error['message']}\n")
+    for warning in report.warnings:
+        out.write(f"warning: {warning}\n")
     counts = ", ".join(f"{n} {v}" for v, n in report.counts().items() if n) or "no series"
     out.write(
         f"perfsentinel check: {report.verdict.upper()} (exit {report.exit_code}): {counts} in {report.duration:.1f} s\n"

@@ -8,13 +8,14 @@ build_info series appearing with a new version label) and, in selector mode, the
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from analyzer.durations import format_duration
-from analyzer.gate.timewindows import parse_time, rfc3339
+from analyzer.gate.timewindows import Window, parse_time, rfc3339
 from analyzer.series import Series, series_key
 
 INVESTIGATE, ACCEPT_BASELINE, ADJUST_BUDGET = "investigate", "accept_baseline", "adjust_budget"
@@ -96,6 +97,10 @@ class Situation:
     budget_suggestion: str | None  # e.g. "max to 0.35"
     candidate_selector: str = ""
     later: Event | None = None  # the first event after the change start, when none came before it
+    config_path: str | None = None  # check: the config the accept command names
+    candidate: Window | None = None  # check: the candidate window
+    from_store: bool = False  # the baseline came from the service's baseline store
+    min_new_level: float = 0.0  # seconds at the new level before the candidate that a baseline window needs
 
 
 def recommend(situation: Situation) -> list[Recommendation]:
@@ -128,19 +133,53 @@ def _investigate(s: Situation) -> Recommendation:
 
 
 def _accept(s: Situation) -> Recommendation:
-    if s.mode == "selector":
-        how = f"make {s.candidate_selector} the baseline selector of the next check"
-    elif s.mode == "stored":
-        how = (
-            f"perfsentinel baseline accept --config <config> {s.target} '{s.series}' (with a baseline store; "
-            "without one the next refit after the change adopts it)"
+    intro = f"If the new level of {s.target} {s.series} is intended, accept it as the baseline"
+    if s.from_store and s.config_path:
+        command = shlex.join(["perfsentinel", "baseline", "accept", "--config", s.config_path, s.target, s.series])
+        return Recommendation(
+            ACCEPT_BASELINE,
+            f"{intro} in the service's baseline store (the service refits on the new level at its next pass): "
+            f"{command}",
+            command,
         )
-    else:
-        start = rfc3339(s.change_start) if s.change_start is not None else "the change"
-        how = f"move the baseline window after {start} (e.g. --baseline {start}:now)"
+    if s.candidate is not None and s.config_path and s.change_start is not None:
+        return _accept_window(s, intro)
+    # once and backtest: no check to rerun, the service's store decides
     return Recommendation(
-        ACCEPT_BASELINE, f"If the new level of {s.target} {s.series} is intended, accept it as the baseline: {how}."
+        ACCEPT_BASELINE,
+        f"{intro}: with a baseline store, perfsentinel baseline accept (with the service's config) {s.target} "
+        f"'{s.series}'; without one the next refit after the change adopts it.",
     )
+
+
+def _accept_window(s: Situation, intro: str) -> Recommendation:
+    """The same check against the level since the change: now, when the change began before the candidate;
+    otherwise for the next window (there is no data at the new level outside this candidate yet)."""
+    candidate, start = s.candidate, s.change_start
+    assert candidate is not None and start is not None and s.config_path
+    args = ["perfsentinel", "check", "--config", s.config_path, "--target", s.target]
+    selector = s.candidate_selector if s.mode == "selector" and s.candidate_selector.strip("{}") else ""
+    if selector:
+        args += ["--baseline-selector", selector.strip("{}"), "--candidate-selector", selector.strip("{}")]
+    if start <= candidate.start - s.min_new_level:
+        args += ["--candidate", _span(candidate.start, candidate.end), "--baseline", _span(start, candidate.start)]
+        command = shlex.join(args)
+        return Recommendation(
+            ACCEPT_BASELINE, f"{intro}: compare with the level since the change ({rfc3339(start)}): {command}", command
+        )
+    following = candidate.end + candidate.length
+    args += ["--candidate", _span(candidate.end, following), "--baseline", _span(start, candidate.end)]
+    command = shlex.join(args)
+    return Recommendation(
+        ACCEPT_BASELINE,
+        f"{intro}: the new level has no data before this candidate yet, so check the next window against the "
+        f"level since the change ({rfc3339(start)}); from {rfc3339(following)} on: {command}",
+        command,
+    )
+
+
+def _span(start: float, end: float) -> str:
+    return f"{rfc3339(start)}:{rfc3339(end)}"
 
 
 def _budget(s: Situation) -> list[Recommendation]:

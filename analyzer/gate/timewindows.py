@@ -87,3 +87,63 @@ def _split_windows(text: str) -> list[str]:
 
 def span(windows: tuple[Window, ...], text: str) -> Window:
     return Window(min(w.start for w in windows), max(w.end for w in windows), text)
+
+
+# ---------------------------------------------------------------- the hours and weekdays a window covers
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_PROBE = 900.0  # a window covers an hour or a day if a quarter-hour instant of it falls there
+
+
+def _covered(windows: tuple[Window, ...], timezone: str) -> tuple[set[int], set[int]]:
+    """(hours of the day, days of the week) that the windows touch, in ``timezone``."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(timezone)
+    hours: set[int] = set()
+    days: set[int] = set()
+    for window in windows:
+        instant = window.start
+        while instant < window.end and (len(hours) < 24 or len(days) < 7):
+            local = datetime.fromtimestamp(instant, tz=zone)
+            hours.add(local.hour)
+            days.add(local.weekday())
+            instant += _PROBE
+    return hours, days
+
+
+def _hour_ranges(hours: set[int]) -> str:
+    if len(hours) == 24:
+        return "every hour"
+    ordered = sorted(hours)
+    ranges, start = [], ordered[0]
+    for previous, current in zip(ordered, [*ordered[1:], None], strict=True):
+        if current != previous + 1:
+            ranges.append(f"{start:02d}:00-{previous + 1:02d}:00")
+            if current is not None:
+                start = current
+    return ", ".join(ranges)
+
+
+def coverage_warnings(candidate: Window, baseline: tuple[Window, ...], timezone: str = "UTC") -> list[str]:
+    """Warnings when the baseline windows cover hours of the day or days of the week that the candidate does not: a
+    daily or weekly cycle then passes for a regression (or hides one). Nothing to say when they cover the same."""
+    if not baseline:
+        return []
+    candidate_hours, candidate_days = _covered((candidate,), timezone)
+    baseline_hours, baseline_days = _covered(baseline, timezone)
+    warnings = []
+    if baseline_hours - candidate_hours:
+        warnings.append(
+            f"the baseline covers other hours of the day ({_hour_ranges(baseline_hours)} {timezone}) than the "
+            f"candidate ({_hour_ranges(candidate_hours)}): a daily cycle biases a window comparison; use the "
+            "default seasonal baseline (no --baseline) or the same hours on earlier days (--baseline shift:7d,14d)"
+        )
+    if baseline_days - candidate_days:
+        other = ", ".join(WEEKDAYS[d] for d in sorted(baseline_days - candidate_days))
+        mine = ", ".join(WEEKDAYS[d] for d in sorted(candidate_days))
+        warnings.append(
+            f"the baseline covers other days of the week ({other}) than the candidate ({mine}): a weekly cycle "
+            "(weekends) biases a window comparison; shift by whole weeks (--baseline shift:7d,14d) or use the "
+            "default seasonal baseline (no --baseline)"
+        )
+    return warnings

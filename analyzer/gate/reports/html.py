@@ -3,7 +3,7 @@ a plot of the observed values against the expected band with the candidate windo
 marked, plus the likely cause and recommendations. Plots are PNGs embedded as base64, CSS is inline: the file
 opens from a CI artifact with no network.
 
-matplotlib comes with the ``reports`` extra (``pip install perfsentinel[reports]``); without it the report
+matplotlib comes with the ``reports`` extra (``pip install ".[reports]"`` in a checkout); without it the report
 is written with a note instead of plots.
 """
 
@@ -267,7 +267,7 @@ def render(report: Report, with_plots: bool = True, max_plots: int = MAX_PLOTS) 
     note = (
         ""
         if _matplotlib_available() or not with_plots
-        else '<p class="muted">Plots need matplotlib: pip install "perfsentinel[reports]".</p>'
+        else '<p class="muted">Plots need matplotlib: pip install matplotlib (the reports extra of Perf Sentinel).</p>'
     )
     if with_plots and len(flagged) > max_plots:
         note += f'<p class="muted">Plots for the {max_plots} worst of {len(flagged)} regressed series.</p>'

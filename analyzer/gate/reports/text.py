@@ -65,7 +65,7 @@ def item_details(item: ReportItem) -> str:
         s = item.statistics
         lines.append(
             f"test {s['test']}; baseline mean {number(s['baseline_mean'])}, candidate mean "
-            f"{number(s['candidate_mean'])}; change {change_text(item)}; n {s['n_baseline']}/"
+            f"{number(s['candidate_mean'])}; change (positive = worse) {change_text(item)}; n {s['n_baseline']}/"
             f"{s['n_candidate']}"
         )
     if item.baseline_source:

@@ -382,6 +382,26 @@ def test_baseline_window_parsing():
         parse_baseline_windows("shift:10m", END, candidate)  # shorter than the candidate: overlaps it
 
 
+def test_windows_over_other_hours_or_weekdays_than_the_candidate_are_named():
+    """Monday 00:00 UTC: the candidate is Sunday 23:00-24:00. Shifts of 1-3 days put Thursday to Saturday beside it,
+    a week-long window every hour and day; whole weeks, nothing."""
+    from analyzer.gate.timewindows import coverage_warnings, parse_baseline_windows, parse_window
+
+    candidate = parse_window("now-1h:now", END)
+
+    def warned(spec: str, timezone: str = "UTC") -> list[str]:
+        return coverage_warnings(candidate, parse_baseline_windows(spec, END, candidate), timezone)
+
+    assert warned("shift:7d,14d") == []
+    (weekdays,) = warned("shift:1d,2d,3d,7d")
+    assert "other days of the week (Thu, Fri, Sat) than the candidate (Sun)" in weekdays
+    hours, days = warned("now-7d:now-1h")
+    assert "(every hour UTC) than the candidate (23:00-24:00)" in hours and "Mon" in days
+    (hours,) = warned("now-3h:now-1h")
+    assert "(21:00-23:00 UTC)" in hours
+    assert "(22:00-24:00 Europe/Berlin) than the candidate (00:00-01:00)" in warned("now-3h:now-1h", "Europe/Berlin")[0]
+
+
 def test_baseline_overlapping_the_candidate_is_a_usage_error(tmp_path):
     config = _config(tmp_path, f"http://127.0.0.1:{free_port()}", [LATENCY])
     assert _check(config, "--baseline", "now-7d:now-30m") == 2

@@ -16,9 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from analyzer.detection.stats import TESTS, SeverityThresholds
 from analyzer.durations import parse_duration
-from analyzer.models.prophet import ProphetOptions
+from analyzer.options import TESTS, ProphetOptions, SeverityThresholds
 
 DEFAULT_LISTEN = "127.0.0.1:9977"  # secure by default; containers pass --listen 0.0.0.0:9977
 STRATEGIES = ("manual", "time_based", "on_improvement", "on_drift", "adaptive")  # see analyzer.state.lifecycle

@@ -15,8 +15,10 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from analyzer.state.store import BaselineStore, SeriesRecord, StoreError
+if TYPE_CHECKING:  # the store imports the models (pandas, statsmodels): loaded when a baseline command runs
+    from analyzer.state.store import BaselineStore, SeriesRecord
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -51,6 +53,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def open_store(args: argparse.Namespace) -> BaselineStore:
+    from analyzer.state.store import BaselineStore
+
     if args.store:
         return BaselineStore(args.store, create=False)
     from analyzer.config import ConfigError, load_config
@@ -71,6 +75,8 @@ def matches(record: SeriesRecord, selector: str | None) -> bool:
 
 
 def selected(store: BaselineStore, args: argparse.Namespace) -> list[SeriesRecord]:
+    from analyzer.state.store import StoreError
+
     found = [s for s in store.series(args.target) if matches(s, args.series)]
     if not found and args.baseline_command not in ("list", "show"):
         raise StoreError(f"no stored series of target {args.target!r} match {args.series or 'anything'}")
@@ -166,6 +172,8 @@ def cmd_accept(store: BaselineStore, args: argparse.Namespace) -> int:
 
 
 def cmd_pin(store: BaselineStore, args: argparse.Namespace) -> int:
+    from analyzer.state.store import StoreError
+
     records = selected(store, args)
     if args.version is not None and len(records) != 1:
         raise StoreError(f"--version needs exactly one series, {len(records)} match")
@@ -187,6 +195,8 @@ ACTIONS: dict[str, Callable[[BaselineStore, argparse.Namespace], int]] = {
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from analyzer.state.store import StoreError
+
     try:
         store = open_store(args)
     except StoreError as exc:

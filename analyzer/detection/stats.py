@@ -34,8 +34,9 @@ import numpy as np
 from scipy import special
 from scipy import stats as st
 
+from analyzer.options import TESTS, SeverityThresholds  # noqa: F401 (re-exported)
+
 DIRECTIONS = ("lower_is_better", "higher_is_better", "both")
-TESTS = ("mannwhitney", "welch", "ks")
 DEFAULT_TEST = "mannwhitney"
 MIN_SAMPLES = 5  # per window, after removing NaN
 MAX_PAIRS = 50_000  # Hodges-Lehmann thins the reference to evenly spaced quantiles beyond this many pairs
@@ -46,19 +47,6 @@ SEVERITY_LEVELS = {name: level for level, name in enumerate(SEVERITIES)}
 
 class InsufficientData(ValueError):
     """A window has too few finite samples to compare; ``str()`` says which."""
-
-
-@dataclass(frozen=True)
-class SeverityThresholds:
-    """Change in % of the expected value (worse-signed) at which each tier starts."""
-
-    minor: float = 5.0
-    significant: float = 15.0
-    critical: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.minor <= self.significant <= self.critical:
-            raise ValueError("severity thresholds must satisfy 0 <= minor <= significant <= critical")
 
 
 @dataclass(frozen=True)

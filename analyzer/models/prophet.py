@@ -39,24 +39,12 @@ from analyzer.models.base import (
     robust_scale,
 )
 from analyzer.models.calendar import local_seconds, phase
+from analyzer.options import PROPHET_FIT_TIMEOUT, ProphetOptions  # noqa: F401 (ProphetOptions re-exported)
 
 HORIZON_SECONDS = 7 * DAY
 SEED = 20260101
-DEFAULT_TIMEOUT = 60.0
+DEFAULT_TIMEOUT = PROPHET_FIT_TIMEOUT
 _Z80 = 1.2816  # Prophet's default interval_width 0.8 is +-1.28 sigma
-
-
-@dataclass(frozen=True)
-class ProphetOptions:
-    """Per-target ``prophet:`` options (see analyzer.config)."""
-
-    country_holidays: str | None = None
-    changepoint_prior_scale: float = 0.05
-    seasonality_prior_scale: float = 10.0
-    seasonality_mode: str = "additive"
-    uncertainty_samples: int = 0
-    fit_timeout: float = DEFAULT_TIMEOUT
-    fit_resolution: float = 1800.0  # Prophet is fitted on means over these buckets; see ``bucket_means``
 
 
 @dataclass

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,6 +46,50 @@ class ConfigError(ValueError):
     def __reduce__(self) -> tuple:
         """Pickled with both arguments, so an error raised in a worker process reaches the caller intact."""
         return type(self), (self.path, self.problem)
+
+
+class ConfigErrors(ConfigError):
+    """Every problem one pass over a file found: ``errors`` in the order of the file's sections, ``str()`` one per
+    line; ``path`` and ``problem`` are the first one's, so code that expects one ConfigError keeps working."""
+
+    def __init__(self, errors: Sequence[ConfigError]) -> None:
+        flat = [single for error in errors for single in each_error(error)]
+        ValueError.__init__(self, "\n".join(map(str, flat)))
+        self.errors = flat
+        self.path, self.problem = flat[0].path, flat[0].problem
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.errors,)
+
+
+def each_error(error: ConfigError) -> list[ConfigError]:
+    return error.errors if isinstance(error, ConfigErrors) else [error]
+
+
+class Problems:
+    """Collects configuration problems, so that a file with several is reported in one go rather than one per
+    run."""
+
+    def __init__(self) -> None:
+        self.errors: list[ConfigError] = []
+
+    def add(self, error: ConfigError) -> None:
+        self.errors.extend(each_error(error))
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        """Record a ConfigError raised inside and go on after the block."""
+        try:
+            yield
+        except ConfigError as exc:
+            self.add(exc)
+
+    def raise_any(self) -> None:
+        """Raise the one problem as it is, several as ConfigErrors, none: return."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
 
 
 # ---------------------------------------------------------------- value checkers
@@ -148,25 +193,35 @@ class Field:
     required: bool = False
 
 
-def check_mapping(raw: Any, spec: Mapping[str, Field], path: str) -> dict[str, Any]:
-    """Validate ``raw`` against ``spec``: unknown keys, missing required keys, per-key checks."""
+def check_mapping(raw: Any, spec: Mapping[str, Field], path: str, problems: Problems | None = None
+                  ) -> dict[str, Any]:  # fmt: skip
+    """Validate ``raw`` against ``spec``: unknown keys, missing required keys, per-key checks. Every problem is
+    reported: raised together at the end, or added to ``problems`` when given (the keys that failed are then
+    missing from the values returned)."""
+    found = Problems() if problems is None else problems
     if raw is None:
         raw = {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(path, f"expected a mapping, got {type(raw).__name__}")
+        found.add(ConfigError(path, f"expected a mapping, got {type(raw).__name__}"))
+        if problems is None:
+            found.raise_any()
+        return {}
     prefix = f"{path}." if path else ""
-    unknown = sorted(set(raw) - set(spec))
-    if unknown:
-        known = ", ".join(sorted(spec))
-        raise ConfigError(f"{prefix}{unknown[0]}", f"unknown key (known keys: {known})")
+    known = ", ".join(sorted(spec))
+    for name in sorted(set(raw) - set(spec), key=str):
+        found.add(ConfigError(f"{prefix}{name}", f"unknown key (known keys: {known})"))
     values: dict[str, Any] = {}
     for key, rule in spec.items():
         if key not in raw or raw[key] is None:
             if rule.required:
-                raise ConfigError(f"{prefix}{key}", "required key is missing")
-            values[key] = rule.default
+                found.add(ConfigError(f"{prefix}{key}", "required key is missing"))
+            else:
+                values[key] = rule.default
         else:
-            values[key] = rule.checker(raw[key], f"{prefix}{key}")
+            with found.collect():
+                values[key] = rule.checker(raw[key], f"{prefix}{key}")
+    if problems is None:
+        found.raise_any()
     return values
 
 
@@ -407,8 +462,9 @@ TOP_FIELDS = {
 
 
 # ---------------------------------------------------------------- building
-def substitute_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
-    """Replace ``${VAR}`` / ``${VAR:-default}`` inside string values (never inside keys)."""
+def substitute_env(node: Any, env: Mapping[str, str], path: str = "", problems: Problems | None = None) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` inside string values (never inside keys). A variable that is not
+    set is an error, raised, or added to ``problems`` when given (the reference then stays as it is)."""
     if isinstance(node, str):
 
         def replace(match: re.Match[str]) -> str:
@@ -417,44 +473,56 @@ def substitute_env(node: Any, env: Mapping[str, str], path: str = "") -> Any:
                 return env[name]
             if default is not None:
                 return default
-            raise ConfigError(path, f"environment variable {name} is not set (use ${{{name}:-default}})")
+            error = ConfigError(path, f"environment variable {name} is not set (use ${{{name}:-default}})")
+            if problems is None:
+                raise error
+            problems.add(error)
+            return match.group(0)
 
         return _ENV_REF.sub(replace, node)
     if isinstance(node, Mapping):
-        return {k: substitute_env(v, env, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        return {k: substitute_env(v, env, f"{path}.{k}" if path else str(k), problems) for k, v in node.items()}
     if isinstance(node, list):
-        return [substitute_env(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+        return [substitute_env(v, env, f"{path}[{i}]", problems) for i, v in enumerate(node)]
     return node
 
 
 def build_target(raw: Any, defaults: Mapping[str, Any], path: str) -> TargetConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(path, f"expected a mapping, got {type(raw).__name__}")
-    values = check_mapping({**defaults, **raw}, TARGET_FIELDS, path)
-    if not TARGET_NAME.match(values["name"]):
-        raise ConfigError(f"{path}.name", "must match [a-zA-Z_][a-zA-Z0-9_:.-]*")
+    problems = Problems()
+    values = check_mapping({**defaults, **raw}, TARGET_FIELDS, path, problems)
+    if "name" in values and not TARGET_NAME.match(values["name"]):
+        problems.add(ConfigError(f"{path}.name", "must match [a-zA-Z_][a-zA-Z0-9_:.-]*"))
+    if values.keys() >= {"min_history", "history"} and values["min_history"] > values["history"]:
+        problems.add(ConfigError(f"{path}.min_history", "must not be longer than history"))
+    if values.keys() >= {"history", "step"} and values["history"] / values["step"] < 10:
+        problems.add(ConfigError(f"{path}.history", "must cover at least 10 steps"))
+    problems.raise_any()
     if values["direction"] is None:
         values["direction"] = KIND_DIRECTIONS.get(values["kind"], "both")
-    if values["min_history"] > values["history"]:
-        raise ConfigError(f"{path}.min_history", "must not be longer than history")
-    if values["history"] / values["step"] < 10:
-        raise ConfigError(f"{path}.history", "must cover at least 10 steps")
     return TargetConfig(**values)
 
 
 def build_targets(raw: Any, defaults: Any) -> tuple[TargetConfig, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError("targets", "expected a non-empty list of targets")
+    problems = Problems()
     optional_fields = {k: v for k, v in TARGET_FIELDS.items() if not v.required}
-    check_mapping(defaults, optional_fields, "defaults")  # reports bad defaults under their own path
-    default_values = dict(defaults or {})
-    targets = tuple(build_target(item, default_values, f"targets[{i}]") for i, item in enumerate(raw))
+    check_mapping(defaults, optional_fields, "defaults", problems)  # bad defaults under their own path, once
+    bad = {re.split(r"[.\[]", error.path.removeprefix("defaults."))[0] for error in problems.errors}
+    default_values = {k: v for k, v in defaults.items() if k not in bad} if isinstance(defaults, Mapping) else {}
+    targets: list[TargetConfig] = []
     seen: set[str] = set()
-    for i, target in enumerate(targets):
-        if target.name in seen:
-            raise ConfigError(f"targets[{i}].name", f"duplicate target name {target.name!r}")
-        seen.add(target.name)
-    return targets
+    for i, item in enumerate(raw):
+        with problems.collect():
+            targets.append(build_target(item, default_values, f"targets[{i}]"))
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if isinstance(name, str) and name in seen:
+            problems.add(ConfigError(f"targets[{i}].name", f"duplicate target name {name!r}"))
+        seen.add(name)
+    problems.raise_any()
+    return tuple(targets)
 
 
 def read_secret_file(path: str) -> str:
@@ -482,31 +550,46 @@ def check_credential_files(prometheus: PrometheusConfig) -> None:
     files = {"prometheus.bearer_token_file": prometheus.bearer_token_file}
     if prometheus.basic_auth is not None:
         files["prometheus.basic_auth.password_file"] = prometheus.basic_auth.password_file
+    problems = Problems()
     for key, path in files.items():
         if not path:
             continue
         try:
             read_secret_file(path)
         except OSError as exc:
-            raise ConfigError(key, f"cannot read {path}: {exc.strerror or exc}") from None
+            problems.add(ConfigError(key, f"cannot read {path}: {exc.strerror or exc}"))
         except ValueError as exc:  # UnicodeDecodeError included
             problem = "the file is not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
-            raise ConfigError(key, f"cannot use {path}: {problem}") from None
+            problems.add(ConfigError(key, f"cannot use {path}: {problem}"))
+    problems.raise_any()
 
 
 def build_config(raw: Any, env: Mapping[str, str] | None = None) -> Config:
-    raw = substitute_env(raw, os.environ if env is None else env)
-    top = check_mapping(raw, TOP_FIELDS, "")
-    prometheus = PrometheusConfig(**check_mapping(top["prometheus"], PROMETHEUS_FIELDS, "prometheus"))
+    """The validated config; raises a ConfigError, or ConfigErrors with every problem of every section."""
+    problems = Problems()
+    raw = substitute_env(raw, os.environ if env is None else env, problems=problems)
+    unset = list(problems.errors)  # a key whose variable is not set is reported for that, not for the ${...}
+    top = check_mapping(raw, TOP_FIELDS, "", problems)
+    built: dict[str, Any] = {}
+    sections = {
+        "prometheus": checked_prometheus,
+        "targets": lambda v: build_targets(v, top.get("defaults")),
+        "schedule": lambda v: ScheduleConfig(**check_mapping(v, SCHEDULE_FIELDS, "schedule")),
+    }
+    for name, build in sections.items():
+        if name in top:
+            with problems.collect():
+                built[name] = build(top[name])
+    unset_paths = {error.path for error in unset}
+    problems.errors = unset + [e for e in problems.errors[len(unset) :] if e.path not in unset_paths]
+    problems.raise_any()
+    return Config(**built, timezone=top["timezone"], listen=top["listen"], state_dir=top["state_dir"])
+
+
+def checked_prometheus(raw: Any) -> PrometheusConfig:
+    prometheus = PrometheusConfig(**check_mapping(raw, PROMETHEUS_FIELDS, "prometheus"))
     check_auth(prometheus)
-    return Config(
-        prometheus=prometheus,
-        targets=build_targets(top["targets"], top["defaults"]),
-        schedule=ScheduleConfig(**check_mapping(top["schedule"], SCHEDULE_FIELDS, "schedule")),
-        timezone=top["timezone"],
-        listen=top["listen"],
-        state_dir=top["state_dir"],
-    )
+    return prometheus
 
 
 def load_config(path: str, env: Mapping[str, str] | None = None) -> Config:

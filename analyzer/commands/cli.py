@@ -1,12 +1,12 @@
-"""The ``perfsentinel`` command: run, once, backtest, validate-config, demo.
+"""The ``perfsentinel`` command: run, once, check, backtest, baseline, validate-config, demo.
 
-Exit codes: 0 success, 1 the command ran and failed, 2 usage or configuration error.
+Exit codes: 0 success, 1 the command ran and failed, 2 usage or configuration error (``check``: 1 a regression,
+3 undecided).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import socket
 import sys
@@ -15,12 +15,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from analyzer.commands import logs
 from analyzer.config import (
     MODELS,
     Config,
     ConfigError,
     TargetConfig,
     build_target,
+    each_error,
     load_config,
     with_prometheus_url,
 )
@@ -31,8 +33,19 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="perfsentinel", description=__doc__.splitlines()[0])
+    top = argparse.ArgumentParser(
+        prog="perfsentinel",
+        description="Seasonal baselines, anomaly scores and regression verdicts for Prometheus metrics.",
+        epilog="Exit codes: 0 success, 1 the command ran and failed, 2 usage or configuration error (check: 1 a "
+        "regression, 3 undecided). 'perfsentinel COMMAND --help' shows a command's options.",
+    )
     top.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    top.add_argument(
+        "--log-format",
+        default="text",
+        choices=logs.FORMATS,
+        help="text lines, or one JSON object per line with the run figures as fields (default text)",
+    )
     commands = top.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the service: scheduled refits and scores, /metrics")
@@ -66,8 +79,16 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--prometheus-url", help="override prometheus.url from the config")
     add_check_arguments(check)
 
-    validate = commands.add_parser("validate-config", help="check a config file; exit 0 or 2")
+    validate = commands.add_parser("validate-config", help="check a config file (every problem at once); exit 0 "
+                                   "or 2")  # fmt: skip
     validate.add_argument("config")
+    validate.add_argument(
+        "--check-queries",
+        action="store_true",
+        help="also evaluate each target's query once on Prometheus (instant query) and print how "
+        "many series it returns; exit 2 if one is rejected, 1 if Prometheus cannot be asked",
+    )
+    validate.add_argument("--prometheus-url", help="with --check-queries: override prometheus.url from the config")
 
     demo = commands.add_parser("demo", help="generate demo metrics, backfill a local Prometheus, analyze once")
     demo.add_argument("--workdir", type=Path, default=Path(".work/demo"))
@@ -95,9 +116,14 @@ def load(args: argparse.Namespace) -> Config:
 
 # ---------------------------------------------------------------- commands
 def cmd_validate(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    """Every problem of the file at once (ConfigErrors); with --check-queries each query evaluated once."""
+    config = load(args) if args.check_queries else load_config(args.config)
     print(f"{args.config}: ok ({len(config.targets)} target(s))")
-    return EXIT_OK
+    if not args.check_queries:
+        return EXIT_OK
+    from analyzer.commands.querycheck import check_queries, report
+
+    return report(check_queries(config), sys.stdout)
 
 
 def cmd_once(args: argparse.Namespace) -> int:
@@ -223,11 +249,12 @@ COMMANDS["check"] = cmd_check
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_level, args.log_format)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        print(f"perfsentinel: config error: {exc}", file=sys.stderr)
+        for error in each_error(exc):
+            print(f"perfsentinel: config error: {error}", file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -135,12 +135,13 @@ def cmd_once(args: argparse.Namespace) -> int:
     config = load(args)
     started = time.time()
     pool = FitPool(config.schedule.fit_workers)
+    analyzer = Analyzer(config, PrometheusReader(config.prometheus), pool=pool)
     try:
-        analyzer = Analyzer(config, PrometheusReader(config.prometheus), pool=pool)
         analyzer.refit()
         snapshot = analyzer.score()
     finally:
         pool.close()
+        analyzer.close()
     problems = target_problems(snapshot)
     code = EXIT_FAILED if problems else EXIT_OK
     if not (args.format and not args.report):  # --format alone prints that format instead of the table

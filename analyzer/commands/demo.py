@@ -133,6 +133,7 @@ def run_demo(workdir: Path, keep_running: bool = False) -> int:
         analyzer.refit()
         snapshot = analyzer.score()
         pool.close()
+        analyzer.close()
         print(f"Prometheus {prometheus.url}: analyzed {len(snapshot.results)} series in "
               f"{time.monotonic() - started:.1f}s\n")  # fmt: skip
         print_results(snapshot, "table", sys.stdout)

@@ -396,6 +396,10 @@ def warm_up(
     if state.warmed:
         return
     state.warmed = True
+    replay(timestamps, residuals, expected, warm_up_rows(residuals, settings), reference, settings, state)
+
+
+def warm_up_rows(residuals: np.ndarray, settings: RegressionSettings) -> np.ndarray:
+    """The rows ``warm_up`` replays: the ``persistence - 1`` observed samples before the last one."""
     observed = np.flatnonzero(np.isfinite(residuals))[:-1]
-    rows = observed[-(settings.persistence - 1) :] if settings.persistence > 1 else observed[:0]
-    replay(timestamps, residuals, expected, rows, reference, settings, state)
+    return observed[-(settings.persistence - 1) :] if settings.persistence > 1 else observed[:0]

@@ -89,7 +89,7 @@ def default_workers() -> int:
 PARENT_POLL_SECONDS = 1.0  # where pidfd_open is missing (not Linux, kernels before 5.3)
 
 
-def _worker_init(parent_pid: int) -> None:
+def worker_init(parent_pid: int) -> None:
     """Initializer of each fit worker.
 
     Workers ignore SIGINT: Ctrl-C reaches the whole process group, and the service stops them itself (no
@@ -147,7 +147,7 @@ class FitPool:
             if self._executor is None:
                 context = multiprocessing.get_context("forkserver")  # fork is unsafe beside scheduler threads
                 self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
-                                                     initializer=_worker_init, initargs=(os.getpid(),))  # fmt: skip
+                                                     initializer=worker_init, initargs=(os.getpid(),))  # fmt: skip
                 self._closed = Future()
             return self._executor, self._closed
 

@@ -27,6 +27,7 @@ from analyzer.models.quality import TOO_SHORT, covered_seconds, insufficiency
 from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError, TooManySeries, identity_labels
 from analyzer.series import Series, series_key
 from analyzer.service import learning
+from analyzer.service.assessing import AssessItem, AssessPool, AssessRun
 from analyzer.service.history import TargetHistory, load_history, save_history
 from analyzer.service.partition import Partition, choose_partition
 from analyzer.service.sharding import Shard
@@ -61,10 +62,11 @@ class PendingVerdict:
     """A scored series waiting for the run-wide Benjamini-Hochberg step."""
 
     result: r.SeriesResult
-    evidence: regression.Evidence
+    evidence: regression.Evidence | None  # None until the run's assessments are in (``assessed``)
     state: SeriesState
     settings: regression.RegressionSettings
     events: list[tuple[float, str]]
+    assessed: int | None = None  # index of this series in the run's AssessRun, when its evidence is new
 
 
 def aligned_window(now: float, length: float, step: float) -> tuple[float, float]:
@@ -97,6 +99,7 @@ class Analyzer:
         self.reader = reader
         self.telemetry = telemetry or NullTelemetry()
         self.pool = pool or FitPool(workers=1)
+        self.assessor = AssessPool(self.pool.workers)  # the run's regression evidence (analyzer.service.assessing)
         self.shard = shard or Shard(0, 1)
         self.clock = clock
         self.lifecycle = lifecycle or Lifecycle.from_state_dir(config.state_dir, self.telemetry)
@@ -156,6 +159,10 @@ class Analyzer:
             log.warning("target %s: history not saved (%s): tried again at the next pass", target.name, exc)
             return
         self._history_saved[target.name] = now
+
+    def close(self) -> None:
+        """Stop the worker processes of the score job (the fit pool is its owner's to close)."""
+        self.assessor.close()
 
     def save_records(self) -> None:
         """Store every series' score record (at shutdown; refits store the records of the series they refit), and
@@ -416,8 +423,10 @@ class Analyzer:
         now = self.clock() if now is None else now
         snapshot = r.Snapshot(completed_at=now)
         pending: list[PendingVerdict] = []
+        run = self.assessor.start()
         for target in self.config.targets:
-            snapshot.targets.append(self._score_guarded(target, now, snapshot.results, pending))
+            snapshot.targets.append(self._score_guarded(target, now, snapshot.results, pending, run))
+        self._collect_evidence(pending, run)
         self._decide_verdicts(pending)
         self._mask_regressions(pending)
         for result in snapshot.results:
@@ -446,8 +455,9 @@ class Analyzer:
         result.baseline_trained_to = state.baseline.trained_to
 
     def _score_guarded(
-        self, target: TargetConfig, now: float, out: list[r.SeriesResult], pending: list[PendingVerdict]
-    ) -> r.TargetOutcome:
+        self, target: TargetConfig, now: float, out: list[r.SeriesResult], pending: list[PendingVerdict],
+        run: AssessRun,
+    ) -> r.TargetOutcome:  # fmt: skip
         """A target's results; a failed query or a bug in one target makes that target's series errors, never the
         others'."""
         with self._lock:
@@ -455,7 +465,7 @@ class Analyzer:
         results: list[r.SeriesResult] = []
         verdicts: list[PendingVerdict] = []
         try:
-            outcome = self._score_target(target, states, now, results, verdicts)
+            outcome = self._score_target(target, states, now, results, verdicts, run)
         except PrometheusError as exc:
             self._query_failed(target, "score", exc)
             reason = r.QUERY_FAILED if isinstance(exc, QueryError) else r.PROMETHEUS_UNAVAILABLE
@@ -486,7 +496,7 @@ class Analyzer:
 
     def _score_target(
         self, target: TargetConfig, states: dict[str, SeriesState], now: float, out: list[r.SeriesResult],
-        pending: list[PendingVerdict],
+        pending: list[PendingVerdict], run: AssessRun,
     ) -> r.TargetOutcome:  # fmt: skip
         settings = regression.settings_for(target)
         start, end = aligned_window(now, max(target.score_lookback, settings.regression_window), target.step)
@@ -503,8 +513,7 @@ class Analyzer:
             result.history_seconds = state.history_seconds
             out.append(result)
             if result.status == r.OK and state.baseline is not None:
-                evidence = self._evidence(series, state, settings, result.timestamp)
-                pending.append(PendingVerdict(result, evidence, state, settings, events))
+                pending.append(self._pending(series, state, settings, result, events, run))
         for key, state in states.items():
             if key not in seen:
                 out.append(self._stale_result(target, state))
@@ -553,22 +562,42 @@ class Analyzer:
         return result
 
     @staticmethod
-    def _evidence(series: Series, state: SeriesState, settings: regression.RegressionSettings, latest: float
-                  ) -> regression.Evidence:  # fmt: skip
-        """Residuals of the whole read window against the current baseline, tested (``regression.assess``).
-
-        Reused while the latest sample and the baseline are the ones it was computed for: a run that sees no new
-        sample (every minute but four of five for 5-minute data) repeats the last verdict anyway
-        (``regression.decide_new``), and its p-value enters the run's Benjamini-Hochberg step unchanged."""
+    def _pending(
+        series: Series, state: SeriesState, settings: regression.RegressionSettings, result: r.SeriesResult,
+        events: list[tuple[float, str]], run: AssessRun,
+    ) -> PendingVerdict:  # fmt: skip
+        """The series' verdict to decide, with its evidence: reused while its latest sample and baseline are the
+        ones it was computed for (a run that sees no new sample, every minute but four of five for 5-minute data,
+        repeats the last verdict anyway, ``regression.decide_new``, and its p-value enters the run's
+        Benjamini-Hochberg step unchanged), else assessed in the run (``AssessRun``, in worker processes when many)
+        on the residuals of the whole read window against the baseline."""
+        item = PendingVerdict(result, None, state, settings, events)
         baseline = state.baseline
-        if state.evidence is not None and state.evidence[0] == latest and state.evidence[1] is baseline:
-            return state.evidence[2]
+        if state.evidence is not None and state.evidence[0] == result.timestamp and state.evidence[1] is baseline:
+            item.evidence = state.evidence[2]
+            return item
         expected = baseline.predict(series.timestamps).expected
         residuals = np.where(np.isinf(series.values), np.nan, series.values) - expected  # verdicts: finite samples
-        regression.warm_up(series.timestamps, residuals, expected, baseline.reference, settings, state.verdict)
-        evidence = regression.assess(series.timestamps, residuals, expected, baseline.reference, settings)
-        state.evidence = (latest, baseline, evidence)
-        return evidence
+        replays = np.empty(0, dtype=np.int64)
+        if not state.verdict.warmed:  # first sight: replay the evaluations before the latest sample
+            state.verdict.warmed = True
+            replays = regression.warm_up_rows(residuals, settings)
+        item.assessed = run.add(AssessItem(series.timestamps, residuals, expected, baseline.reference, settings,
+                                           replays))  # fmt: skip
+        return item
+
+    @staticmethod
+    def _collect_evidence(pending: list[PendingVerdict], run: AssessRun) -> None:
+        """The run's new evidence, and the warm-up verdicts of series seen for the first time, in order."""
+        assessed = run.results()
+        for item in pending:
+            if item.assessed is None:
+                continue
+            found = assessed[item.assessed]
+            for evidence in found.replays:
+                regression.decide(evidence, None, item.state.verdict, item.settings)
+            item.evidence = found.evidence
+            item.state.evidence = (item.result.timestamp, item.state.baseline, found.evidence)
 
     def _events(self, target: TargetConfig, start: float, end: float) -> list[tuple[float, str]]:
         """(timestamp, name) of each sample > 0 of the target's events query; a failed read only logs."""

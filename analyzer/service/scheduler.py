@@ -10,6 +10,9 @@ A score run in which no target could be read (Prometheus down) is published, so 
 but counted as ``outcome="failure"``: ``perfsentinel_last_success_timestamp_seconds{task="score"}`` stops moving
 and PerfSentinelAnalysisStale fires during an outage.
 
+Each run logs one line with its figures (analyzer.service.runlog: series by status, new samples, warm-up, fits,
+failed targets, duration); APScheduler's own "Running job" / "executed successfully" lines are DEBUG.
+
 SIGTERM/SIGINT stop the scheduler, kill the fit workers (the running refit ends without the fits it has not
 collected), wait a little for the running job, store the series' score records and return; a job interrupted by the
 stop is neither an error nor a failed run.
@@ -30,6 +33,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from analyzer.results import Snapshot
 from analyzer.service.pipeline import Analyzer
+from analyzer.service.runlog import (
+    RunCounter,
+    RunFigures,
+    log_run,
+    quiet_scheduler_chatter,
+    refit_figures,
+    score_figures,
+)
 from analyzer.state.lifecycle import REFIT_SLICES
 from analyzer.telemetry import Telemetry
 
@@ -38,13 +49,21 @@ STOP_GRACE_SECONDS = 10.0  # how long a stop waits for the running job (a reques
 
 
 class NothingAnalysed(RuntimeError):
-    """A score run in which every target failed: published, but a failed run."""
+    """A score run in which every target failed: published, but a failed run (with its figures for the log)."""
+
+    def __init__(self, problem: str, figures: RunFigures, seconds: float) -> None:
+        super().__init__(problem)
+        self.figures, self.seconds = figures, seconds
 
 
 class Service:
     def __init__(self, analyzer: Analyzer, telemetry: Telemetry, publish: Callable[[Snapshot], None]) -> None:
         self.analyzer = analyzer
         self.telemetry = telemetry
+        self.counter = RunCounter(analyzer.telemetry)  # counts the fits and failed targets of each refit run
+        analyzer.telemetry = self.counter
+        self._latest: dict[str, float] = {}  # target -> its newest scored sample, for "new samples" in the log
+        quiet_scheduler_chatter()
         self.publish = publish
         self.stopped = threading.Event()
         self._running = 0  # jobs in progress; stop() waits for them (bounded) before it stores the records
@@ -62,7 +81,7 @@ class Service:
         try:
             action()
         except NothingAnalysed as exc:
-            log.warning("%s run failed: %s", job, exc)
+            log_run(job, exc.figures, exc.seconds, logging.WARNING, str(exc))
             self.telemetry.run_finished(job, "failure", time.monotonic() - started)
         except Exception as exc:  # a failed run is reported and the next one tries again
             if self.stopped.is_set():  # what a stop interrupts is no failure of the analysis
@@ -82,8 +101,12 @@ class Service:
         self._timed("refit", self._refit_and_score)
 
     def _refit_and_score(self) -> None:
+        started, before = time.monotonic(), self.counter.counts()
         try:
             self.analyzer.refit()
+            if not self.stopped.is_set():
+                states = dict(self.analyzer.states)  # a refit replaces a target's dict, never changes it
+                log_run("refit", refit_figures(states, before, self.counter.counts()), time.monotonic() - started)
             self.score_job()  # publish fresh scores from the new baselines at once
         finally:
             if not self.stopped.is_set():
@@ -101,14 +124,17 @@ class Service:
         self._timed("score", self._score_and_publish)
 
     def _score_and_publish(self) -> None:
+        started = time.monotonic()
         snapshot = self.analyzer.score()
         if self.stopped.is_set():
             return  # scored while stopping (reads cancelled): not an analysis worth publishing
         self.publish(snapshot)  # even when every target failed: their errors are what there is to see
+        figures, self._latest = score_figures(snapshot, self._latest)
         if snapshot.targets and not any(outcome.success for outcome in snapshot.targets):
             failed = "; ".join(f"{o.target}: {o.error}" for o in snapshot.targets[:3])
             more = f" (and {len(snapshot.targets) - 3} more)" if len(snapshot.targets) > 3 else ""
-            raise NothingAnalysed(f"no target could be read: {failed}{more}")
+            raise NothingAnalysed(f"no target could be read: {failed}{more}", figures, time.monotonic() - started)
+        log_run("score", figures, time.monotonic() - started)
 
     def _on_skipped(self, event: JobEvent) -> None:
         log.warning("%s run skipped: the previous one is still running", event.job_id)
@@ -138,6 +164,7 @@ class Service:
                 log.warning("a job is still running %gs after the stop; storing the score records anyway",
                             STOP_GRACE_SECONDS)  # fmt: skip
         self.analyzer.save_records()  # what was scored since each series' last refit
+        self.analyzer.close()
 
     def run_until_signalled(self) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -154,7 +154,7 @@ class PrometheusReader:
             raise
         except BadResponse as exc:
             outcome = "bad_response"
-            raise BadAnswer(str(exc)) from None
+            raise BadAnswer(redact(str(exc), self.config)) from None  # a proxy's page may echo credentials
         finally:
             self.telemetry.prometheus_request(outcome, time.monotonic() - started)
         return outcome, payload
@@ -171,7 +171,7 @@ class PrometheusReader:
                 return payload  # type: ignore[return-value]
             if outcome == "client_error":
                 error = TooManySamples if TOO_MANY_SAMPLES in str(payload) else QueryError
-                raise error(str(payload))
+                raise error(redact(str(payload), self.config))
             last_error = f"{outcome}: {payload}"
             if attempt < self.config.retries:
                 self.sleep(self._backoff(attempt))

@@ -67,6 +67,9 @@ class SeriesResult:
     baseline_trained_to: float | None = None
     # history the series had at its last refit, first sample to the end of the window (the warm-up's progress)
     history_seconds: float | None = None
+    # while it warms up (too_short): when its history reaches the target's min_history, so that the first refit pass
+    # after it (refit_every / 4 later at most) fits a baseline and scoring starts; None otherwise
+    scoring_start: float | None = None
 
     def to_json(self) -> dict:
         return {key: _json_number(value) for key, value in asdict(self).items()}

@@ -14,6 +14,7 @@ between analyses in a ``LabelCache``, since the same series come back every minu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
@@ -28,8 +29,11 @@ from analyzer.results import STATUSES, SeriesResult, Snapshot
 
 PREFIX = "perfsentinel_"
 RENAMED_LABEL = "renamed_labels"  # added only to tell apart series whose renamed label sets coincide
+SERIES_ID, SERIES_KEY = "series_id", "series_key"  # perfsentinel_series_info: a series' identity for dashboards
 # labels Perf Sentinel adds, and those the text format keeps for histograms and summaries (promtool flags them)
-RESERVED_LABELS = ("target", "bound", "status", "reason", "event", RENAMED_LABEL, "le", "quantile")
+RESERVED_LABELS = ("target", "bound", "status", "reason", "event", RENAMED_LABEL, SERIES_ID, SERIES_KEY, "le",
+                   "quantile")  # fmt: skip
+SERIES_KEY_MAX = 200  # characters of series_key shown; series_id tells apart the rest
 SERIES_RESERVED = frozenset(RESERVED_LABELS)
 CLASSIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 INVALID_NAME_CHARACTER = re.compile(r"[^a-zA-Z0-9_]")
@@ -245,6 +249,10 @@ SERIES_FIELDS: list[SeriesField] = [
     SeriesField("history_seconds", "History the series had at its last refit, from its first sample to the end "
                 "of the window; a series is scored once this reaches the target's min_history (the warm-up).",
                 attrgetter("history_seconds"), repetitive=True),
+    SeriesField("scoring_start_timestamp_seconds", "While a series warms up (insufficient_data, too_short): when "
+                "its history reaches the target's min_history; the first refit pass after it (refit_every / 4 "
+                "later at most) fits its baseline and scoring starts.", attrgetter("scoring_start"),
+                repetitive=True),
 ]  # fmt: skip
 
 
@@ -282,6 +290,40 @@ def status_family(results: Sequence[SeriesResult], bodies: list[str]) -> Family:
     keys = [(r.status, r.reason) for r in results]
     suffixes = {key: f',status="{key[0]}",reason="{escape(key[1])}"' for key in set(keys)}
     family.bodies = [body + suffixes[key] for key, body in zip(keys, bodies, strict=True)]
+    family.values = [1.0] * len(results)
+    return family
+
+
+def series_identity(body: str) -> str:
+    """The labels ``perfsentinel_series_info`` adds to a series' label set ``body``: ``series_id``, 12 hex digits
+    of a hash of the rendered label set (target included), the same for the series at every analysis and in every
+    replica; and ``series_key``, its labels without ``target`` as text (``service=checkout, instance=a:9100``,
+    double quotes shown as single ones), for a person choosing a series in a dashboard."""
+    digest = hashlib.blake2b(body.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
+    pairs = re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', body)
+    text = ", ".join(f"{name}={_unescaped(value)}" for name, value in pairs if name not in ("target", RENAMED_LABEL))
+    text = text.replace('"', "'") or "(no labels)"
+    if len(text) > SERIES_KEY_MAX:
+        text = text[: SERIES_KEY_MAX - 3] + "..."
+    return f',{SERIES_ID}="{digest}",{SERIES_KEY}="{escape(text)}"'
+
+
+def _unescaped(value: str) -> str:
+    return value.replace("\\n", " ").replace('\\"', '"').replace("\\\\", "\\")
+
+
+def info_family(results: Sequence[SeriesResult], bodies: list[str], cache: LabelCache | None = None) -> Family:
+    """``perfsentinel_series_info``: one sample per analysed series, whatever its status, with ``series_identity``
+    (cached by label set when ``cache`` is given: the same series come back every minute)."""
+    family = Family(PREFIX + "series_info", "1 for every analysed series: series_id, a stable 12-hex-digit hash "
+                    "of its label set, and series_key, its labels as text; dashboards select a series by series_id "
+                    "and join it to the other families with ignoring(series_id, series_key).",
+                    repetitive=True)  # fmt: skip
+    if cache is None:
+        family.bodies = [body + series_identity(body) for body in bodies]
+    else:
+        identities = cache.lookup([("identity", body) for body in bodies], lambda i: series_identity(bodies[i]))
+        family.bodies = [body + identity for body, identity in zip(bodies, identities, strict=True)]
     family.values = [1.0] * len(results)
     return family
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from analyzer.results import Snapshot
 from exporter.baselines import baseline_families
-from exporter.families import Family, LabelCache, series_bodies, series_families, summary_families
+from exporter.families import Family, LabelCache, info_family, series_bodies, series_families, summary_families
 
 
 def snapshot_families(snapshot: Snapshot, cache: LabelCache | None = None) -> list[Family]:
@@ -13,6 +13,7 @@ def snapshot_families(snapshot: Snapshot, cache: LabelCache | None = None) -> li
     bodies = series_bodies(snapshot.results, cache)
     families = [
         *series_families(snapshot.results, bodies),
+        info_family(snapshot.results, bodies, cache),
         *baseline_families(snapshot.results, bodies, cache),
         *summary_families(snapshot),
     ]

@@ -54,6 +54,7 @@ class SeriesState:
     meta: BaselineMeta | None = None  # version, creation time and reason of ``baseline`` (analyzer.state.lifecycle)
     record: budget.ScoreRecord = field(default_factory=budget.ScoreRecord)  # what the thresholds are set from
     history_seconds: float | None = None  # history the series had at its last refit (first sample to the end)
+    scoring_start: float | None = None  # while too_short without a baseline: when it reaches min_history
     evidence: tuple[float, FittedBaseline, regression.Evidence] | None = None  # latest sample, baseline, evidence
 
 
@@ -335,6 +336,9 @@ class Analyzer:
             values[np.isinf(values)] = np.nan  # an infinite sample is scored, never learned from
             state.history_seconds = covered_seconds(series.values, target.step)
             reason = insufficiency(values, target.step, target.min_history, target.max_gap_ratio)
+            warming = reason == TOO_SHORT and state.baseline is None  # scored once it has min_history
+            state.scoring_start = (float(series.timestamps[-1]) + target.min_history -
+                                   covered_seconds(values, target.step)) if warming else None  # fmt: skip
             if reason is None:
                 with RECORD_LOCK:
                     record = state.record.copy()
@@ -511,6 +515,7 @@ class Analyzer:
             state = states.get(series.key) or SeriesState(series.labels)
             result = self._score_series(target, series.tail(end - lookback), state)
             result.history_seconds = state.history_seconds
+            result.scoring_start = state.scoring_start if state.baseline is None else None
             out.append(result)
             if result.status == r.OK and state.baseline is not None:
                 pending.append(self._pending(series, state, settings, result, events, run))
@@ -637,6 +642,7 @@ class Analyzer:
         status = r.ERROR if reason == r.FIT_FAILED else r.INSUFFICIENT_DATA
         result = r.SeriesResult(target.name, state.labels, status, reason, note=state.note)
         result.history_seconds = state.history_seconds
+        result.scoring_start = state.scoring_start if state.baseline is None else None
         return result
 
 

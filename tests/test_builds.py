@@ -196,3 +196,16 @@ def test_builds_reports_junit_markdown_and_html(regressed, tmp_path, junit_schem
     assert "positive means worse" in markdown
     html = (tmp_path / "r" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 1 and "Build plots" in html and "Change build" in html
+
+
+def test_a_budget_from_the_config_fails_the_latest_build_without_a_change(tmp_path):
+    throughput = _noise(7, 60, 4900.0, 0.01)
+    path = _history(tmp_path, {"throughput_rps": throughput})
+    config = tmp_path / "perfsentinel.yaml"
+    budget = {"budget": {"statistic": "min", "min": 5000}}
+    targets = [{"name": "throughput_rps", "query": "x", "kind": "throughput", "check": budget}]
+    config.write_text(yaml.safe_dump({"prometheus": {"url": "http://127.0.0.1:9"}, "targets": targets}))
+    assert _check("--builds", str(path), "--config", str(config), "--report", str(tmp_path / "r")) == 1
+    item = _by_metric(tmp_path / "r")["throughput_rps"]
+    assert item["severity"] == "none" and item["reason"].startswith("budget breached") and not item["budget"]["passed"]
+    assert [r["action"] for r in item["recommendations"]] == ["adjust_budget"]

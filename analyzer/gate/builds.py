@@ -422,8 +422,8 @@ class BuildsChecker:
             item.verdict = PASS
         else:
             item.verdict = UNDECIDED
-        if budget_breached and not item.reason and not gated:
-            item.reason = "budget breached"
+        if budget_breached and not gated:
+            item.reason = "budget breached" + (f"; {item.reason}" if item.reason else "")
         if item.verdict in (FAIL, WARN):
             self._explain(outcome)
 
@@ -442,16 +442,17 @@ class BuildsChecker:
                 "builds",
             )
             recommendations.append(Recommendation(INVESTIGATE, _investigate_text(item.change_build, previous, outcome)))
-        accept_from = metric.builds[outcome.latest_start]
-        command = accept_command(self.options, accept_from)
-        recommendations.append(
-            Recommendation(
-                ACCEPT_BASELINE,
-                f"If the new level of {item.target} is intended, accept it as the baseline: check the history from "
-                f"build {accept_from} on (the first build at the latest level): {command}",
-                command,
+        if start is not None:  # a regression to accept (a budget alone is adjusted, not accepted)
+            accept_from = metric.builds[outcome.latest_start]
+            command = accept_command(self.options, accept_from)
+            recommendations.append(
+                Recommendation(
+                    ACCEPT_BASELINE,
+                    f"If the new level of {item.target} is intended, accept it as the baseline: check the history "
+                    f"from build {accept_from} on (the first build at the latest level): {command}",
+                    command,
+                )
             )
-        )
         if item.budget is not None and not item.budget.passed:
             recommendations.append(_budget_advice(item.target, item.budget))
         item.recommendations = recommendations

@@ -1,13 +1,18 @@
-"""Reads the PromQL out of the committed Grafana dashboards and knows which metric names the exporter produces.
-Shared by test_dashboards.py (structure, syntax) and test_e2e_alerting.py (execution against Prometheus)."""
+"""Reads the PromQL out of the committed Grafana dashboards and knows which metric names the exporter produces;
+resolves dashboard variables and data links against a Prometheus the way Grafana does. Shared by
+test_dashboards.py (structure, syntax, execution against a Prometheus fed by the exporter) and test_e2e_alerting.py
+(execution against the end-to-end stack)."""
 
 from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
+import requests
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,10 +32,16 @@ UNSEEN_UNTIL_EVENT = {
     "perfsentinel_fit_fallbacks_total", "perfsentinel_anomaly_crossings_per_day",
     "perfsentinel_drift_crossings_per_day", "perfsentinel_regression_crossings_per_day",
 }  # fmt: skip
+# the Grafana base URL the shipped rule files link to (docker-compose's Grafana); the Helm chart replaces it
+DEFAULT_GRAFANA_URL = "http://localhost:3000"
+# metrics that exist only in some setups: the likely cause needs a target with an events_query and a regression
+# after an event; the scoring start needs a series still warming up (the end-to-end test has neither)
+NEEDS_SCENARIO = {"perfsentinel_regression_event_info", "perfsentinel_scoring_start_timestamp_seconds"}
 
 _VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)")
 _METRIC = re.compile(r"\b(perfsentinel[_:][A-Za-z0-9_:]*|up)\b(?!\s*\()")
 _LABEL_VALUES = re.compile(r"^label_values\((.*),\s*([$\w]+)\)$", re.S)
+_QUERY_RESULT = re.compile(r"^query_result\((.*)\)$", re.S)
 
 
 def load_dashboards() -> dict[str, dict]:
@@ -53,8 +64,8 @@ def raw_queries(dashboard: dict) -> Iterator[tuple[str, str]]:
             yield f"annotation {annotation['name']!r}", annotation["expr"]
     for variable in dashboard.get("templating", {}).get("list", []):
         if variable.get("type") == "query":
-            text = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
-            match = _LABEL_VALUES.match(text.strip())
+            text = variable_query(variable)
+            match = _LABEL_VALUES.match(text) or _QUERY_RESULT.match(text)
             yield f"variable {variable['name']!r}", match.group(1) if match else text
 
 
@@ -105,3 +116,82 @@ def exported_metric_names() -> set[str]:
     names = _self_metric_names() | _analysis_metric_names() | {"up"}
     names |= {record for record, sources in recording_rules().items() if sources <= names}
     return names
+
+
+# ---------------------------------------------------------------- variables and links, resolved as Grafana does
+def variable_query(variable: dict) -> str:
+    return (variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]).strip()
+
+
+def instant(prometheus_url: str, expr: str) -> list[dict]:
+    answer = requests.get(f"{prometheus_url}/api/v1/query", params={"query": expr}, timeout=30)
+    assert answer.status_code == 200, f"{expr}: {answer.text}"
+    return answer.json()["data"]["result"]
+
+
+def query_result_line(sample: dict) -> str:
+    """A sample as Grafana's query_result() lists it: name{label="value",...} value time_ms (values unescaped)."""
+    labels = dict(sample["metric"])
+    name = labels.pop("__name__", "")
+    body = ",".join(f'{key}="{value}"' for key, value in labels.items())
+    time, value = sample["value"]
+    return f"{name}{{{body}}} {value} {int(float(time) * 1000)}"
+
+
+def apply_regex(regex: str, texts: list[str]) -> list[tuple[str, str]]:
+    """Grafana's variable regex: /pattern/ with optional named groups ``text`` and ``value`` (JavaScript syntax)."""
+    pattern = re.compile(regex.strip("/").replace("(?<", "(?P<"))
+    options = []
+    for line in texts:
+        match = pattern.search(line)
+        if not match:
+            continue
+        groups = match.groupdict()
+        if groups:
+            value = groups.get("value") or groups.get("text")
+            options.append((groups.get("text") or value, value))
+        else:
+            found = match.group(1) if match.groups() else match.group(0)
+            options.append((found, found))
+    return options
+
+
+def variable_options(prometheus_url: str, variable: dict, values: dict[str, str]) -> list[tuple[str, str]]:
+    """(text, value) of each option a query variable offers with the other variables at ``values``."""
+    text = substitute(variable_query(variable), values)
+    if match := _LABEL_VALUES.match(text):
+        found = sorted({s["metric"].get(match.group(2)) for s in instant(prometheus_url, match.group(1))} - {None})
+        lines = found
+    elif match := _QUERY_RESULT.match(text):
+        lines = [query_result_line(sample) for sample in instant(prometheus_url, match.group(1))]
+    else:
+        raise AssertionError(f"variable {variable['name']}: unsupported query {text}")
+    return apply_regex(variable["regex"], lines) if variable.get("regex") else [(line, line) for line in lines]
+
+
+def data_links(dashboard: dict) -> Iterator[tuple[dict, str]]:
+    """(panel, url) of every data link of every panel."""
+    for panel in all_panels(dashboard):
+        for link in panel.get("fieldConfig", {}).get("defaults", {}).get("links", []):
+            yield panel, link["url"]
+
+
+_LINK_FIELD = re.compile(r"\$\{__(?:data\.fields|field\.labels)\.(\w+)\}")
+
+
+def resolve_link(url: str, labels: dict[str, str], values: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """(dashboard uid, {variable: value}) a data link opens for a row or series with ``labels``."""
+    url = _LINK_FIELD.sub(lambda m: labels[m.group(1)], url).replace("${__url_time_range}", "from=now-6h&to=now")
+    url = substitute(url, values)
+    parts = urlsplit(url)
+    uid = parts.path.split("/")[2]
+    return uid, {key.removeprefix("var-"): value for key, value in parse_qsl(parts.query) if key.startswith("var-")}
+
+
+def runbook_panel_id(alert: str) -> int:
+    """The runbooks dashboard's panel of an alert (grafana/generate.py's rule, restated: it must stay stable)."""
+    return 1000 + zlib.crc32(alert.encode()) % 900_000
+
+
+def runbook_url(alert: str, grafana_url: str = DEFAULT_GRAFANA_URL) -> str:
+    return f"{grafana_url}/d/perfsentinel-runbooks?viewPanel={runbook_panel_id(alert)}"

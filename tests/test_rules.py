@@ -13,12 +13,18 @@ import yaml
 
 from analyzer.durations import parse_duration
 from tests.conftest import REPO, require_tools
-from tests.dashboard_queries import CONTRACT_METRICS, exported_metric_names, metric_names, recording_rules
+from tests.dashboard_queries import (
+    CONTRACT_METRICS,
+    DEFAULT_GRAFANA_URL,
+    exported_metric_names,
+    metric_names,
+    recording_rules,
+    runbook_url,
+)
 
 RULES = REPO / "rules"
 RULE_FILES = sorted(RULES.glob("perfsentinel-*.yml"))
 UNIT_TESTS = sorted((RULES / "tests").glob("*.yml"))
-RUNBOOK_URL = "https://github.com/perfsentinel/perfsentinel/blob/main/docs/runbooks/{}.md"
 SEVERITIES = {"critical", "warning", "info", "none"}
 PER_SERIES_PREFIXES = ("PerfSentinelAnomaly", "PerfSentinelRegression", "PerfSentinelDrift")
 PRODUCTION_FOR = 300  # seconds: a shipped alert holds its condition at least 5m before it notifies ...
@@ -105,13 +111,18 @@ def test_alert_conventions(name: str) -> None:
     assert rule["labels"]["severity"] in SEVERITIES
     annotations = rule["annotations"]
     assert {"summary", "description", "runbook_url"} <= annotations.keys()
-    assert annotations["runbook_url"] == RUNBOOK_URL.format(name)
+    # the alert's panel of the runbooks dashboard (grafana/dashboards/perfsentinel-runbooks.json)
+    assert annotations["runbook_url"] == runbook_url(name), f"{name}: runbook_url should be {runbook_url(name)}"
     runbook = REPO / "docs" / "runbooks" / f"{name}.md"
     assert runbook.is_file(), f"missing runbook {runbook}"
     assert runbook.read_text().startswith(f"# {name}\n")
     assert for_problem(name, rule) is None, for_problem(name, rule)
     if name.startswith(PER_SERIES_PREFIXES):
         assert "$labels.target" in annotations["description"] and "$series" in annotations["description"]
+        # the Series dashboard with the series chosen by its series_id (rules/tests check the rendered URL)
+        dashboard = annotations["dashboard_url"]
+        assert f"{DEFAULT_GRAFANA_URL}/d/perfsentinel-series?var-target=" in dashboard
+        assert "perfsentinel_series_info" in dashboard and "&var-series=" in dashboard
     if name.startswith("PerfSentinelRegression"):
         assert "humanizePercentage" in annotations["description"] and "p-value" in annotations["description"]
     if name == "PerfSentinelAnomaly":  # the series' own threshold beside its score

@@ -46,6 +46,12 @@ SHARDED_OPERATOR = {
 }
 ALL_OPTIONS = {
     **SHARDED_OPERATOR,
+    "prometheusRule": {
+        "enabled": True,
+        "grafanaUrl": "https://grafana.example.com/sub",
+        "runbookBaseUrl": "https://git.example.com/ops/perfsentinel/blob/main/docs/runbooks",
+    },
+    "logFormat": "json",
     "shards": 1,
     "prometheusAuth": {"basicAuth": {"secretName": "prometheus-basic"}, "ca": {"secretName": "prometheus-ca"}},
     "env": [{"name": "TZ", "value": "UTC"}],
@@ -151,6 +157,9 @@ def test_manifests_are_valid_kubernetes_objects(config: str) -> None:
         ({"webConfig": {"basicAuth": {"users": {"prometheus": "a-password"}}}}, "/webConfig/basicAuth/users"),
         ({"webConfig": {"headers": {"X-Powered-By": "perfsentinel"}}}, "/webConfig/headers"),
         ({"webConfig": {"tls": {"secretName": "t", "minVersion": "SSL3"}}}, "/webConfig/tls/minVersion"),
+        ({"prometheusRule": {"grafanaUrl": "grafana:3000"}}, "/prometheusRule/grafanaUrl"),
+        ({"prometheusRule": {"runbookBaseUrl": "wiki/runbooks"}}, "/prometheusRule/runbookBaseUrl"),
+        ({"logFormat": "xml"}, "/logFormat"),
     ],
 )
 def test_values_schema_refuses_bad_values(values: dict[str, Any], message: str) -> None:
@@ -392,3 +401,47 @@ def test_one_dashboard_configmap_per_grafana_json_with_the_sidecar_label() -> No
     rendered = {key: text for d in dashboards for key, text in d["data"].items()}
     assert rendered == shipped
     assert len({d["metadata"]["name"] for d in dashboards}) == len(dashboards)
+
+
+# ---------------------------------------------------------------- links in the alerts
+def rule_annotations(values: dict[str, Any]) -> dict[str, dict[str, str]]:
+    rule = one(manifests(render({"prometheusRule": {"enabled": True, **values}})), "PrometheusRule")
+    return {r["alert"]: r["annotations"] for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_alert_links_follow_the_grafana_and_runbook_base_urls(tmp_path: Path) -> None:
+    """grafanaUrl replaces the rule files' http://localhost:3000 in dashboard_url and runbook_url; runbookBaseUrl
+    makes every runbook_url <base>/<alert>.md. The rendered rules pass the shipped promtool unit tests with the
+    expected URLs rewritten the same way."""
+    shipped = rule_annotations({})
+    grafana = "https://grafana.example.com/sub"
+    in_grafana = rule_annotations({"grafanaUrl": grafana + "/"})
+    elsewhere = rule_annotations({"grafanaUrl": grafana, "runbookBaseUrl": "https://git.example.com/rb/"})
+    assert shipped.keys() == in_grafana.keys() == elsewhere.keys()
+    for alert, links in shipped.items():
+        assert "localhost:3000" not in str(in_grafana[alert]) and "localhost:3000" not in str(elsewhere[alert])
+        assert in_grafana[alert]["runbook_url"] == links["runbook_url"].replace("http://localhost:3000", grafana)
+        assert elsewhere[alert]["runbook_url"] == f"https://git.example.com/rb/{alert}.md"
+        if "dashboard_url" in links:
+            assert elsewhere[alert]["dashboard_url"] == links["dashboard_url"].replace("http://localhost:3000", grafana)
+        assert {k: v for k, v in in_grafana[alert].items() if not k.endswith("_url")} == {
+            k: v for k, v in links.items() if not k.endswith("_url")}  # fmt: skip
+
+    if shutil.which("promtool") is None:
+        pytest.fail("promtool missing: apt-get install -y prometheus")
+    rule = one(manifests(render({"prometheusRule": {"enabled": True, "grafanaUrl": grafana}})), "PrometheusRule")
+    (tmp_path / "tests").mkdir()
+    for group in rule["spec"]["groups"]:
+        (tmp_path / f"{group['name']}.yml").write_text(yaml.safe_dump({"groups": [group]}, sort_keys=False))
+    for test in sorted((REPO / "rules" / "tests").glob("*.yml")):
+        (tmp_path / "tests" / test.name).write_text(test.read_text().replace("http://localhost:3000", grafana))
+    done = subprocess.run(["promtool", "test", "rules", *sorted(p.name for p in (tmp_path / "tests").glob("*.yml"))],
+                          cwd=tmp_path / "tests", capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+
+
+def test_log_format_json_is_passed_to_perfsentinel() -> None:
+    args = workload(manifests(render({"logFormat": "json"})))["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:3] == ["--log-level=INFO", "--log-format=json", "run"]
+    default = workload(manifests(render({})))["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not any(arg.startswith("--log-format") for arg in default)

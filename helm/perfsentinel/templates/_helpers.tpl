@@ -144,6 +144,9 @@ spec:
       imagePullPolicy: {{ .Values.image.pullPolicy }}
       args:
         - --log-level={{ .Values.logLevel }}
+        {{- if eq .Values.logFormat "json" }}
+        - --log-format=json
+        {{- end }}
         - run
         - --config=/etc/perfsentinel/perfsentinel.yml
         {{- if include "perfsentinel.sharded" . }}

@@ -51,3 +51,22 @@ def test_quality_reasons():
     assert insufficiency(gappy, STEP, 2 * 86400, 0.5) == TOO_MANY_GAPS
     assert insufficiency(np.full(3 * day, 0.0), STEP, 2 * 86400, 0.5) == FLAT
     assert insufficiency(np.full(3 * day, np.nan), STEP, 2 * 86400, 0.5) == TOO_SHORT
+
+
+def test_the_scalar_anomaly_score_is_the_array_one():
+    """analyzer.detection.scoring.anomaly_score (the score job's one latest sample) agrees with anomaly_scores on
+    every kind of value: inside, beyond either edge, on a band of zero width, NaN, +-Inf, a NaN expected value."""
+    import math
+
+    from analyzer.detection.scoring import anomaly_score
+
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.normal(1.0, 0.5, 200), [np.nan, np.inf, -np.inf, 1.0, 1.2, 0.8]])
+    for expected, half_up, half_down in [(1.0, 0.1, 0.2), (1.0, 0.0, 0.0), (np.nan, 0.1, 0.1), (1.0, np.inf, 0.1)]:
+        lower, upper = expected - half_down, expected + half_up
+        band = Band(np.full(values.size, expected), np.full(values.size, lower), np.full(values.size, upper))
+        for direction in ("lower_is_better", "higher_is_better", "both"):
+            array = anomaly_scores(values, band, direction)
+            scalar = [anomaly_score(float(v), expected, lower, upper, direction) for v in values]
+            for a, s in zip(array, scalar, strict=True):
+                assert (math.isnan(a) and math.isnan(s)) or a == s, (expected, direction, a, s)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from analyzer.models.base import Band
@@ -36,3 +38,27 @@ def anomaly_scores(values: np.ndarray, band: Band, direction: str) -> np.ndarray
     else:
         scores = np.maximum(above, below)
     return np.where(np.isnan(values), np.nan, scores)
+
+
+def anomaly_score(value: float, expected: float, lower: float, upper: float, direction: str) -> float:
+    """``anomaly_scores`` of one sample, in plain Python: the score job scores one latest sample per series, and
+    numpy's per-call overhead (``errstate``, ``where``) made that 0.1 ms of its 0.25 ms per series. The same
+    result, tested against the array version."""
+    if math.isnan(value):
+        return math.nan
+    deviation = value - expected
+    above = _part_of(deviation, upper - expected) if deviation > 0 else 0.0
+    below = _part_of(-deviation, expected - lower) if deviation < 0 else 0.0
+    if direction == "lower_is_better":
+        return above
+    if direction == "higher_is_better":
+        return below
+    return max(above, below)
+
+
+def _part_of(part: float, half: float) -> float:
+    """``part`` (> 0) in units of ``half``; an undefined or infinite ratio is +Inf, as in ``anomaly_scores``."""
+    if half == 0:
+        return math.inf
+    ratio = part / half
+    return ratio if math.isfinite(ratio) else math.inf

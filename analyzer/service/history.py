@@ -116,12 +116,22 @@ class TargetHistory:
         count = int(round((self.end - first) / self.step)) + 1
         return first + self.step * np.arange(max(count, 0), dtype=np.float64)
 
+    def _columns(self, times: np.ndarray) -> np.ndarray:
+        return np.rint(times / self.step).astype(np.int64) % self.slots
+
     def values(self, row: int, since: float | None = None) -> np.ndarray:
         """A float64 copy of one series on ``timestamps(since)``."""
-        times = self.timestamps(since)
-        columns = np.rint(times / self.step).astype(np.int64) % self.slots
         block, offset = divmod(row, BLOCK_ROWS)
-        return self.blocks[block][offset, columns].astype(np.float64)
+        return self.blocks[block][offset, self._columns(self.timestamps(since))].astype(np.float64)
+
+    def window(self, since: float) -> tuple[np.ndarray, np.ndarray]:
+        """``timestamps(since)`` and every series' values there (rows x times, float64): what a score run reads,
+        taken with one index per block of rows."""
+        times = self.timestamps(since)
+        columns = self._columns(times)
+        values = [block[:, columns] for block in self.blocks]
+        matrix = np.concatenate(values)[: len(self.labels)] if values else np.zeros((0, times.size))
+        return times, matrix.astype(np.float64)
 
     def rows(self) -> list[tuple[int, dict[str, str], str]]:
         """(row, exported labels, series key) of every series held; several metric names keep the name as a label.
@@ -141,8 +151,7 @@ class TargetHistory:
 
     def observed_since(self, since: float) -> np.ndarray:
         """Per row, whether it has a sample (finite or infinite) at or after ``since``."""
-        times = self.timestamps(since)
-        columns = np.rint(times / self.step).astype(np.int64) % self.slots
+        columns = self._columns(self.timestamps(since))
         found = [~np.isnan(block[:, columns]).all(axis=1) for block in self.blocks]
         return np.concatenate(found)[: len(self.labels)] if found else np.zeros(0, dtype=bool)
 

@@ -18,7 +18,7 @@ import numpy as np
 from analyzer import results as r
 from analyzer.config import Config, TargetConfig
 from analyzer.detection import budget, regression
-from analyzer.detection.scoring import anomaly_scores, gated_band
+from analyzer.detection.scoring import anomaly_score, gated_band
 from analyzer.durations import format_duration
 from analyzer.models import FitContext, FittedBaseline, get_model
 from analyzer.models.auto import SAMPLE_SERIES, choose_model
@@ -56,6 +56,7 @@ class SeriesState:
     history_seconds: float | None = None  # history the series had at its last refit (first sample to the end)
     scoring_start: float | None = None  # while too_short without a baseline: when it reaches min_history
     evidence: tuple[float, FittedBaseline, regression.Evidence] | None = None  # latest sample, baseline, evidence
+    band: tuple[float, FittedBaseline, tuple[float, float, float]] | None = None  # the same for the band
 
 
 @dataclass
@@ -489,12 +490,12 @@ class Analyzer:
         """The owned series with a sample since ``since``, read up to ``now``."""
         with self._read_locks[target.name]:
             history = self._read(target, now)
-            observed = history.observed_since(since)
-            timestamps = history.timestamps(since)
+            timestamps, values = history.window(since)
+            observed = ~np.isnan(values).all(axis=1)
             recent = []
             for row, labels, key in history.rows():
                 if observed[row] and self.shard.owns(target.name, key):
-                    recent.append(Series(labels, timestamps, history.values(row, since)))
+                    recent.append(Series(labels, timestamps, values[row]))
         self._query_worked(target)
         return recent
 
@@ -554,17 +555,27 @@ class Analyzer:
         if latest is None:
             return self._stale_result(target, state)
         timestamp, value = latest
-        band = gated_band(
-            state.baseline.predict(np.array([timestamp])), target.min_abs_deviation, target.min_rel_deviation
-        )
-        score = anomaly_scores(np.array([value]), band, target.direction)[0]
+        expected, lower, upper = self._band_at(target, state, timestamp)
+        score = anomaly_score(value, expected, lower, upper, target.direction)
         result = r.SeriesResult(
-            target.name, series.labels, r.OK, "", timestamp, value,
-            float(band.expected[0]), float(band.lower[0]), float(band.upper[0]), float(score),
+            target.name, series.labels, r.OK, "", timestamp, value, expected, lower, upper, score,
             state.baseline.model, state.baseline.seasonality.name, state.note,
         )  # fmt: skip
         fill_thresholds(result, state.baseline.thresholds, target.severity.minor)
         return result
+
+    @staticmethod
+    def _band_at(target: TargetConfig, state: SeriesState, timestamp: float) -> tuple[float, float, float]:
+        """(expected, lower, upper) of the baseline at ``timestamp``, kept while the latest sample and the baseline
+        stay the same (most runs see no new sample)."""
+        if state.band is not None and state.band[0] == timestamp and state.band[1] is state.baseline:
+            return state.band[2]
+        band = gated_band(
+            state.baseline.predict(np.array([timestamp])), target.min_abs_deviation, target.min_rel_deviation
+        )
+        found = float(band.expected[0]), float(band.lower[0]), float(band.upper[0])
+        state.band = (timestamp, state.baseline, found)
+        return found
 
     @staticmethod
     def _pending(
@@ -657,11 +668,12 @@ def fill_thresholds(result: r.SeriesResult, thresholds: budget.Thresholds | None
 def record_sample(state: SeriesState, result: r.SeriesResult, minor_pct: float) -> None:
     """Add a scored sample to the series' record (its thresholds' next calibration) and report the realised
     rate of threshold crossings."""
-    thresholds = (state.baseline.thresholds if state.baseline else None) or budget.NO_THRESHOLDS
-    statistics = budget.sample_statistics(
-        result.anomaly_score, result.drift_score, result.change_pct, result.severity, minor_pct
-    )
-    if result.timestamp is not None:
+    latest = state.record.latest
+    if result.timestamp is not None and (latest is None or result.timestamp > latest):  # else add() ignores it
+        thresholds = (state.baseline.thresholds if state.baseline else None) or budget.NO_THRESHOLDS
+        statistics = budget.sample_statistics(
+            result.anomaly_score, result.drift_score, result.change_pct, result.severity, minor_pct
+        )
         with RECORD_LOCK:
             state.record.add(result.timestamp, statistics, thresholds.by_statistic(minor_pct))
     result.anomaly_crossings_per_day = state.record.crossings_per_day("anomaly")

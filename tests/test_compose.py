@@ -271,7 +271,7 @@ def test_image_health_check_command_answers_for_a_running_service(tmp_path: Path
     config (TLS and basic auth) too: /healthz needs no credentials and answers plain HTTP."""
     port = free_port()
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(tmp_path), "PROMETHEUS_URL": "http://127.0.0.1:1",
-           "MPLCONFIGDIR": str(tmp_path / "matplotlib")}  # fmt: skip
+           "MPLCONFIGDIR": str(tmp_path / "matplotlib"), "PERFSENTINEL_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
     extra = []
     if web_config:
         from tests.test_webconfig import FAST_HASH, make_pki, write_config
@@ -408,7 +408,8 @@ def test_stack_pipeline_history_backfill_scrape_and_analysis(tmp_path: Path, pro
         assert sorted(s["service"] for s in found) == ["cart", "checkout", "search"]
         done = subprocess.run(["perfsentinel", "once", "--config", str(COMPOSE_DIR / "perfsentinel.yml"),
                                "--output", "json"], capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "PROMETHEUS_URL": url})  # fmt: skip
+                              env={**os.environ, "PROMETHEUS_URL": url,
+                                   "PERFSENTINEL_STATE_DIR": str(tmp_path / "state")})  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads(done.stdout)
     assert len(results) == 9

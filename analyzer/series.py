@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -19,7 +20,7 @@ class Series:
     timestamps: np.ndarray
     values: np.ndarray
 
-    @property
+    @cached_property
     def key(self) -> str:
         return series_key(self.labels)
 

@@ -20,7 +20,7 @@ from analyzer.config import Config, TargetConfig
 from analyzer.detection import budget, regression
 from analyzer.detection.scoring import anomaly_score, gated_band
 from analyzer.durations import format_duration
-from analyzer.models import FitContext, FittedBaseline, get_model
+from analyzer.models import Band, FitContext, FittedBaseline, get_model
 from analyzer.models.auto import SAMPLE_SERIES, choose_model
 from analyzer.models.fitting import FitOutcome, FitPool, FitRequest
 from analyzer.models.quality import TOO_SHORT, covered_seconds, insufficiency
@@ -57,6 +57,7 @@ class SeriesState:
     scoring_start: float | None = None  # while too_short without a baseline: when it reaches min_history
     evidence: tuple[float, FittedBaseline, regression.Evidence] | None = None  # latest sample, baseline, evidence
     band: tuple[float, FittedBaseline, tuple[float, float, float]] | None = None  # the same for the band
+    window: tuple[float, FittedBaseline, np.ndarray] | None = None  # the read window's expected values, likewise
 
 
 @dataclass
@@ -434,8 +435,6 @@ class Analyzer:
         self._collect_evidence(pending, run)
         self._decide_verdicts(pending)
         self._mask_regressions(pending)
-        for result in snapshot.results:
-            self._fill_baseline(result, now)
         snapshot.completed_at = self.clock()
         return snapshot
 
@@ -447,17 +446,17 @@ class Analyzer:
                 self.lifecycle.note_regression(result.target, series_key(result.labels), result.regression_start,
                                                result.timestamp)  # fmt: skip
 
-    def _fill_baseline(self, result: r.SeriesResult, now: float) -> None:
+    @staticmethod
+    def _fill_baseline(result: r.SeriesResult, state: SeriesState, now: float) -> r.SeriesResult:
         """Version, age and training window of the baseline a result was scored against."""
-        with self._lock:
-            state = self.states.get(result.target, {}).get(series_key(result.labels))
-        if state is None or state.baseline is None or state.meta is None:
-            return
+        if state.baseline is None or state.meta is None:
+            return result
         result.baseline_version = state.meta.version
         result.baseline_age_seconds = max(0.0, now - state.meta.created_at)
         result.baseline_reason = state.meta.reason
         result.baseline_trained_from = state.baseline.trained_from
         result.baseline_trained_to = state.baseline.trained_to
+        return result
 
     def _score_guarded(
         self, target: TargetConfig, now: float, out: list[r.SeriesResult], pending: list[PendingVerdict],
@@ -483,7 +482,8 @@ class Analyzer:
             out.extend(results)
             pending.extend(verdicts)
             return outcome
-        out.extend(r.SeriesResult(target.name, s.labels, r.ERROR, reason, note=note) for s in states.values())
+        out.extend(self._fill_baseline(r.SeriesResult(target.name, s.labels, r.ERROR, reason, note=note), s, now)
+                   for s in states.values())  # fmt: skip
         return r.TargetOutcome(target.name, False, note, len(states))
 
     def _recent(self, target: TargetConfig, now: float, since: float) -> list[Series]:
@@ -514,15 +514,15 @@ class Analyzer:
         for series in recent:
             seen.add(series.key)
             state = states.get(series.key) or SeriesState(series.labels)
-            result = self._score_series(target, series.tail(end - lookback), state)
+            result = self._score_series(target, series, end - lookback, state)
             result.history_seconds = state.history_seconds
             result.scoring_start = state.scoring_start if state.baseline is None else None
-            out.append(result)
+            out.append(self._fill_baseline(result, state, now))
             if result.status == r.OK and state.baseline is not None:
                 pending.append(self._pending(series, state, settings, result, events, run))
         for key, state in states.items():
             if key not in seen:
-                out.append(self._stale_result(target, state))
+                out.append(self._fill_baseline(self._stale_result(target, state), state, now))
         return r.TargetOutcome(target.name, True, "", len(seen | states.keys()), returned=returned)
 
     def _note_empty(self, target: TargetConfig, now: float, empty: bool) -> None:
@@ -547,15 +547,17 @@ class Analyzer:
         log.warning("target %s: %s", target.name, message)
         self._empty_targets[target.name] = message
 
-    def _score_series(self, target: TargetConfig, series: Series, state: SeriesState) -> r.SeriesResult:
+    def _score_series(self, target: TargetConfig, series: Series, since: float, state: SeriesState
+                      ) -> r.SeriesResult:  # fmt: skip
+        """The latest sample since ``since`` scored against the series' band."""
         if state.baseline is None:
             status = r.ERROR if state.reason == r.FIT_FAILED else r.INSUFFICIENT_DATA
             return r.SeriesResult(target.name, series.labels, status, state.reason, note=state.note)
-        latest = latest_observed(series)
+        latest = latest_observed(series.tail(since))
         if latest is None:
             return self._stale_result(target, state)
         timestamp, value = latest
-        expected, lower, upper = self._band_at(target, state, timestamp)
+        expected, lower, upper = self._band_at(target, state, series, timestamp)
         score = anomaly_score(value, expected, lower, upper, target.direction)
         result = r.SeriesResult(
             target.name, series.labels, r.OK, "", timestamp, value, expected, lower, upper, score,
@@ -565,14 +567,18 @@ class Analyzer:
         return result
 
     @staticmethod
-    def _band_at(target: TargetConfig, state: SeriesState, timestamp: float) -> tuple[float, float, float]:
+    def _band_at(target: TargetConfig, state: SeriesState, series: Series, timestamp: float
+                 ) -> tuple[float, float, float]:  # fmt: skip
         """(expected, lower, upper) of the baseline at ``timestamp``, kept while the latest sample and the baseline
-        stay the same (most runs see no new sample)."""
+        stay the same (most runs see no new sample). A new sample predicts the whole read window once: the
+        verdict's residuals (``_pending``) take it from ``state.window``."""
         if state.band is not None and state.band[0] == timestamp and state.band[1] is state.baseline:
             return state.band[2]
-        band = gated_band(
-            state.baseline.predict(np.array([timestamp])), target.min_abs_deviation, target.min_rel_deviation
-        )
+        window = state.baseline.predict(series.timestamps)
+        state.window = (timestamp, state.baseline, window.expected)
+        at = int(np.searchsorted(series.timestamps, timestamp))
+        band = gated_band(Band(window.expected[at : at + 1], window.lower[at : at + 1], window.upper[at : at + 1]),
+                          target.min_abs_deviation, target.min_rel_deviation)  # fmt: skip
         found = float(band.expected[0]), float(band.lower[0]), float(band.upper[0])
         state.band = (timestamp, state.baseline, found)
         return found
@@ -592,7 +598,9 @@ class Analyzer:
         if state.evidence is not None and state.evidence[0] == result.timestamp and state.evidence[1] is baseline:
             item.evidence = state.evidence[2]
             return item
-        expected = baseline.predict(series.timestamps).expected
+        window = state.window
+        fresh = window is not None and window[0] == result.timestamp and window[1] is baseline
+        expected = window[2] if fresh else baseline.predict(series.timestamps).expected
         residuals = np.where(np.isinf(series.values), np.nan, series.values) - expected  # verdicts: finite samples
         replays = np.empty(0, dtype=np.int64)
         if not state.verdict.warmed:  # first sight: replay the evaluations before the latest sample

@@ -29,6 +29,7 @@
 #                         copies the whole tree for every layer: a build takes minutes instead of about one)
 #   --no-layer-cache      buildah: do not reuse cached layers of earlier builds
 #   --print-tag           print the image name this would build and exit
+#   -h, --help            this text
 # Prints the built image's name as the last line of standard output.
 set -euo pipefail
 
@@ -51,6 +52,9 @@ GRAPH_ROOT=/var/lib/containers/storage  # buildah's storage for root
 BASE_PACKAGES="python3,python3-venv,python-is-python3,ca-certificates"
 BASE_RECIPE=1
 
+CLEANUP=()  # run at exit: what a failed step would leave behind
+cleanup() { local step; for step in "${CLEANUP[@]}"; do eval "$step" || true; done; }
+trap cleanup EXIT
 die() { echo "build-image.sh: $*" >&2; exit 2; }
 log() { echo "build-image.sh: $*" >&2; }
 
@@ -189,14 +193,16 @@ ensure_base() {
   if [ ! -f "$tarball" ]; then
     local root
     root=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
+    CLEANUP+=("rm -rf --one-file-system '$root' '$tarball.part'")  # never into a mount debootstrap left
     make_base "$root"
     tar --numeric-owner --xattrs -C "$root" -cf "$tarball.part" .
     mv "$tarball.part" "$tarball"
-    rm -rf "$root"
+    rm -rf --one-file-system "$root"
   fi
   log "importing $tarball as $BASE"
   local ctr mnt
   ctr=$(bah from --quiet scratch)
+  CLEANUP+=("bah rm '$ctr' >/dev/null 2>&1")
   mnt=$(bah mount "$ctr")
   tar --numeric-owner --xattrs -C "$mnt" -xf "$tarball"
   bah umount "$ctr" >/dev/null
@@ -214,7 +220,7 @@ build_with_buildah() {
   fi
   log "buildah bud -t $TAG (base $BASE)"
   # docker format: the OCI image format has no HEALTHCHECK
-  bah bud --isolation chroot --network host --format docker --layers="$LAYERS" \
+  bah bud --isolation chroot --network host --format docker --layers="$LAYERS" --force-rm \
     --build-arg PYTHON_IMAGE="$BASE" "${volume[@]}" -t "$TAG" -f "$REPO/Dockerfile" "$REPO" >&2
   if [ "$PUSH" = 1 ]; then bah push "$TAG" "docker://$TAG" >&2; fi
 }

@@ -180,6 +180,18 @@ def test_the_build_script_tags_what_the_chart_runs_by_default() -> None:
     )
 
 
+def test_build_script_commands_in_the_docs_use_options_it_has() -> None:
+    help_text = subprocess.run(["bash", str(BUILD_SCRIPT), "--help"], capture_output=True, text=True, timeout=30).stdout
+    options = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", help_text))
+    assert {"--tag", "--push", "--builder", "--base", "--print-tag", "--help"} <= options
+    shown = [match.group(1) for doc in (REPO / "README.md", REPO / "docs" / "deploy.md", CHART / "values.yaml")
+             for match in re.finditer(r"scripts/build-image\.sh((?: +--?[a-z][\w-]*(?: +[^-\s`][^\s`]*)?)*)",
+                                      doc.read_text())]  # fmt: skip
+    assert any("--push" in arguments for arguments in shown)
+    unknown = {option for arguments in shown for option in re.findall(r"--[a-z][\w-]*", arguments)} - options
+    assert not unknown, f"the docs show options scripts/build-image.sh does not have: {sorted(unknown)}"
+
+
 def test_the_build_script_refuses_unknown_options() -> None:
     done = subprocess.run(["bash", str(BUILD_SCRIPT), "--tga", "x"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "unknown option --tga" in done.stderr

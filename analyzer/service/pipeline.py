@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -24,12 +23,12 @@ from analyzer.models import Band, FitContext, FittedBaseline, get_model
 from analyzer.models.auto import SAMPLE_SERIES, choose_model
 from analyzer.models.fitting import FitOutcome, FitPool, FitRequest
 from analyzer.models.quality import TOO_SHORT, covered_seconds, insufficiency
-from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError, TooManySeries, identity_labels
+from analyzer.prometheus.reader import PrometheusError, PrometheusReader, QueryError
 from analyzer.series import Series, series_key
 from analyzer.service import learning
 from analyzer.service.assessing import AssessItem, AssessPool, AssessRun
-from analyzer.service.history import TargetHistory, load_history, save_history
-from analyzer.service.partition import Partition, choose_partition
+from analyzer.service.history import TargetHistory
+from analyzer.service.reading import Reading, aligned_window
 from analyzer.service.sharding import Shard
 from analyzer.state.lifecycle import BaselineMeta, Lifecycle
 from analyzer.telemetry import NullTelemetry, Telemetry
@@ -38,8 +37,6 @@ log = logging.getLogger(__name__)
 AUTO_RECHECK_SECONDS = 86400.0
 SCORE_LOOKBACK_STEPS = 2  # the latest sample is looked for at least this many steps back (hourly data)
 NO_SAMPLES = np.empty(0)
-UNLISTED = Partition("", frozenset(), -1, -1)  # a target not listed yet (sharded runs)
-HISTORY_DIR = "history"  # under state_dir: each target's history (analyzer.service.history)
 RECORD_LOCK = threading.Lock()  # the score job adds to score records while a refit copies them for its workers
 
 
@@ -70,12 +67,6 @@ class PendingVerdict:
     settings: regression.RegressionSettings
     events: list[tuple[float, str]]
     assessed: int | None = None  # index of this series in the run's AssessRun, when its evidence is new
-
-
-def aligned_window(now: float, length: float, step: float) -> tuple[float, float]:
-    """A [start, end] range on the step grid, so consecutive runs read the same sample timestamps."""
-    end = np.floor(now / step) * step
-    return end - np.ceil(length / step) * step, end
 
 
 def latest_observed(series: Series) -> tuple[float, float] | None:
@@ -109,12 +100,7 @@ class Analyzer:
         self._auto_models: dict[str, tuple[str, float]] = {}  # target -> (model chosen by ``auto``, when)
         self.states: dict[str, dict[str, SeriesState]] = {t.name: self._stored_states(t) for t in config.targets}
         self._lock = threading.Lock()
-        self.histories = {t.name: self._stored_history(t) for t in config.targets}
-        self._history_saved: dict[str, float] = {}  # target -> when its history was last saved (state_dir)
-        self._read_locks = {t.name: threading.Lock() for t in config.targets}
-        self.partitions: dict[str, Partition | None] = {}  # per target, what this shard reads (None: everything)
-        self.listed: dict[str, int] = {}  # per target, the series its last listing found (sharded runs)
-        self.pushdown_off: set[str] = set()  # targets whose queries a label matcher would change
+        self.reading = Reading(config, reader, self.shard, self.telemetry)
         self._query_errors: dict[str, str] = {}  # target -> the query error last logged
         self._empty_targets: dict[str, str] = {}  # target -> why its query returned no series
 
@@ -129,40 +115,6 @@ class Analyzer:
                 states[key] = SeriesState(labels, baseline, "", meta=meta, record=record)
         return states
 
-    def _history_path(self, target: TargetConfig) -> Path | None:
-        return Path(self.config.state_dir) / HISTORY_DIR / target.name if self.config.state_dir else None
-
-    def _stored_history(self, target: TargetConfig) -> TargetHistory:
-        """The target's history as saved at the last stop or refit interval (then only what came since is read),
-        else an empty one (the first read takes the whole window)."""
-        empty = TargetHistory(target.step, target.history, target.max_series)
-        path = self._history_path(target)
-        if path is None:
-            return empty
-        try:
-            return load_history(path, target.step, target.history, target.max_series) or empty
-        except (OSError, ValueError) as exc:
-            self.telemetry.store_error("history")
-            log.warning("target %s: saved history not used (%s): reading the whole window", target.name, exc)
-            return empty
-
-    def _save_history(self, target: TargetConfig, now: float, force: bool = False) -> None:
-        """Save the target's history once per refit interval (and at shutdown); a failure is counted and tried
-        again at the next pass, the history in memory is unaffected."""
-        path = self._history_path(target)
-        every = self.config.schedule.refit_every
-        if path is None or (not force and now - self._history_saved.get(target.name, -np.inf) < every):
-            return
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with self._read_locks[target.name]:
-                save_history(self.histories[target.name], path)
-        except OSError as exc:
-            self.telemetry.store_error("history")
-            log.warning("target %s: history not saved (%s): tried again at the next pass", target.name, exc)
-            return
-        self._history_saved[target.name] = now
-
     def close(self) -> None:
         """Stop the worker processes of the score job (the fit pool is its owner's to close)."""
         self.assessor.close()
@@ -176,87 +128,7 @@ class Analyzer:
             self.lifecycle.save_records(name, {key: state.record for key, state in by_key.items()}, self.clock())
         self.lifecycle.flush()
         for target in self.config.targets:
-            self._save_history(target, self.clock(), force=True)
-
-    # ------------------------------------------------------------ reading
-    def _read(self, target: TargetConfig, now: float, discover: bool = False) -> TargetHistory:
-        """The target's history brought up to ``now``; only what it does not hold yet is read
-        (analyzer.service.history). A shard of several reads only its partition of the target
-        (analyzer.service.partition), listed again when ``discover``. Call with the target's read lock held."""
-        _, end = aligned_window(now, target.history, target.step)
-        listing = None
-        if self.shard.count > 1 and (discover or target.name not in self.partitions):
-            listing = self._partition(target, end)
-        partition = self.partitions.get(target.name)
-        history = self.histories[target.name]
-        plan = history.plan(end)
-        held = history.end_slot
-        history.begin(plan)
-        if partition is not None and partition.empty:
-            return history  # this shard owns no series of the target
-        try:
-            self._read_range(target, partition, plan.start, plan.end, history)
-        except TooManySeries:
-            self.histories[target.name] = TargetHistory(target.step, target.history, target.max_series)
-            raise
-        except BaseException:
-            history.end_slot = None if plan.full else held  # the cleared slots are read again next time
-            raise
-        if listing is not None and partition is not None and not self._pushdown_agrees(history, *listing, end):
-            log.warning("target %s: a label matcher changes what the query returns (a join or an aggregation over "
-                        "all series?): this shard reads the whole target", target.name)  # fmt: skip
-            self.pushdown_off.add(target.name)
-            self.partitions[target.name] = None
-            self.histories[target.name] = TargetHistory(target.step, target.history, target.max_series)
-            return self._read(target, now)
-        return history
-
-    def _read_range(self, target: TargetConfig, partition: Partition | None, start: float, end: float,
-                    history: TargetHistory) -> None:  # fmt: skip
-        query = target.query if partition is None else partition.query(target.query)
-        self.reader.read_matrix(query, start, end, target.step, history.add, max_series=target.max_series,
-                                expected_series=len(history.labels) or None)  # fmt: skip
-
-    def _partition(self, target: TargetConfig, end: float) -> tuple[list, list[str], list[bool]]:
-        """List the target's series with one instant query at the grid's end and choose the label matcher this
-        shard reads with; returns the listing ((labels, value) per series, their keys, which are owned). A
-        pushed-down matcher must not change what the query returns for the owned series: ``_read`` compares
-        their values at ``end`` with the listing after each read that follows one, and any difference (a
-        matcher that also filters the other side of a join or an aggregation) makes the shard read everything."""
-        found = self.reader.query(target.query, end)
-        history = self.histories[target.name]
-        history.names |= {labels["__name__"] for labels, _ in found if "__name__" in labels}
-        keep_name = len(history.names) > 1
-        keys = [series_key(identity_labels(labels, keep_name)) for labels, _ in found]
-        owned = [self.shard.owns(target.name, key) for key in keys]
-        self.listed[target.name] = len(found)
-        previous = self.partitions.get(target.name, UNLISTED)
-        chosen = None if target.name in self.pushdown_off else choose_partition([lab for lab, _ in found], owned)
-        self.partitions[target.name] = chosen
-        if previous is not UNLISTED:
-            same_label = previous is not None and chosen is not None and previous.label == chosen.label
-            if not same_label and previous != chosen:
-                self.histories[target.name] = TargetHistory(target.step, target.history, target.max_series)
-            elif same_label and history.end_slot is not None and chosen.values - previous.values:
-                added = Partition(chosen.label, chosen.values - previous.values, 0, 0)
-                self._read_range(target, added, history.start, history.end, history)  # the history of new series
-        return found, keys, owned
-
-    @staticmethod
-    def _pushdown_agrees(history: TargetHistory, found: list, keys: list[str], owned: list[bool], end: float
-                         ) -> bool:  # fmt: skip
-        """Whether the owned series hold, at ``end``, the values the unfiltered instant query returned."""
-        if history.end_slot is None or history.end < end:
-            return True
-        rows = {key: row for row, _, key in history.rows()}
-        for (_, value), key, own in zip(found, keys, owned, strict=True):
-            if not own:
-                continue
-            row = rows.get(key)
-            held = history.values(row, end)[-1] if row is not None else np.nan
-            if np.isnan(held) or not np.isclose(held, value, rtol=1e-6, atol=0.0, equal_nan=True):
-                return False
-        return True
+            self.reading.save(target, self.clock(), force=True)
 
     def _query_failed(self, target: TargetConfig, job: str, exc: Exception) -> None:
         """One log line per target and problem (repeats of the same error go to debug), and the error counter."""
@@ -287,8 +159,8 @@ class Analyzer:
                 log.exception("target %s: refit failed", target.name)
 
     def _refit_target(self, target: TargetConfig, now: float) -> None:
-        with self._read_locks[target.name]:
-            history = self._read(target, now, discover=True)
+        with self.reading.lock(target):
+            history = self.reading.read(target, now, discover=True)
             history.forget_empty()
             with self._lock:
                 previous = self.states[target.name]
@@ -318,7 +190,7 @@ class Analyzer:
         with self._lock:
             self.states[target.name] = states
         self._log_warming(target, states)
-        self._save_history(target, now)
+        self.reading.save(target, now)
         # each series' record is stored once per refit interval, at its refit
         self.lifecycle.save_records(target.name, {key: states[key].record for key in fitted}, now)
 
@@ -329,8 +201,8 @@ class Analyzer:
         """One fit request per due series with enough data, made only when the fit pool takes it (a history
         each: making them all first took 200 bytes per point of every due series at once)."""
         for row, labels, key in due:
-            with self._read_locks[target.name]:
-                if self.histories[target.name] is not history:
+            with self.reading.lock(target):
+                if self.reading.histories[target.name] is not history:
                     return  # replaced meanwhile (another listing, max_series): the rest waits for the next pass
                 series = Series(labels, history.timestamps(), history.values(row))
             state = states[key]
@@ -486,27 +358,15 @@ class Analyzer:
                    for s in states.values())  # fmt: skip
         return r.TargetOutcome(target.name, False, note, len(states))
 
-    def _recent(self, target: TargetConfig, now: float, since: float) -> list[Series]:
-        """The owned series with a sample since ``since``, read up to ``now``."""
-        with self._read_locks[target.name]:
-            history = self._read(target, now)
-            timestamps, values = history.window(since)
-            observed = ~np.isnan(values).all(axis=1)
-            recent = []
-            for row, labels, key in history.rows():
-                if observed[row] and self.shard.owns(target.name, key):
-                    recent.append(Series(labels, timestamps, values[row]))
-        self._query_worked(target)
-        return recent
-
     def _score_target(
         self, target: TargetConfig, states: dict[str, SeriesState], now: float, out: list[r.SeriesResult],
         pending: list[PendingVerdict], run: AssessRun,
     ) -> r.TargetOutcome:  # fmt: skip
         settings = regression.settings_for(target)
         start, end = aligned_window(now, max(target.score_lookback, settings.regression_window), target.step)
-        recent = self._recent(target, now, start)
-        returned = self.listed.get(target.name, len(recent)) if self.shard.count > 1 else len(recent)
+        recent = self.reading.recent(target, now, start)
+        self._query_worked(target)
+        returned = self.reading.returned(target, len(recent))
         self._note_empty(target, now, empty=returned == 0)
         seen: set[str] = set()
         events = self._events(target, start, end)

@@ -224,3 +224,19 @@ def test_real_prometheus_labels_gaps_and_split_ranges(start_prometheus):
     assert np.allclose(result["b"].values[observed], 2 * values[observed])
     with pytest.raises(QueryError):
         reader.query_range("test_metric{", timestamps[0], timestamps[-1], step)
+
+
+@pytest.mark.integration
+def test_a_real_prometheus_sample_limit_is_answered_by_splitting(start_prometheus):
+    """Prometheus started with a tiny --query.max-samples refuses the requests as sized (HTTP 422 "query processing
+    would load too many samples"); the reader splits them until they pass, and reads every point."""
+    step = 60.0
+    timestamps = END - step * np.arange(600, 0, -1)
+    series = [BackfillSeries("limited", {"pod": f"p{i}"}, timestamps, np.full(timestamps.size, float(i)))
+              for i in range(20)]  # fmt: skip
+    prometheus = start_prometheus(series, extra_args=["--query.max-samples=1000"])
+    telemetry = RecordingTelemetry()
+    reader = PrometheusReader(PrometheusConfig(url=prometheus.url, max_samples_per_request=100_000), telemetry)
+    found = reader.query_range("limited", timestamps[0], timestamps[-1], step)
+    assert len(found) == 20 and all(np.all(s.values == float(s.labels["pod"][1:])) for s in found)
+    assert "client_error" in telemetry.outcomes and telemetry.outcomes[-1] == "success"

@@ -56,7 +56,7 @@ CLEANUP=()  # run at exit: what a failed step would leave behind
 cleanup() { local step; for step in "${CLEANUP[@]}"; do eval "$step" || true; done; }
 trap cleanup EXIT
 die() { echo "build-image.sh: $*" >&2; exit 2; }
-log() { echo "build-image.sh: $*" >&2; }
+log() { echo "build-image.sh: [${SECONDS}s] $*" >&2; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -226,4 +226,5 @@ build_with_buildah() {
 }
 
 if [ "$BUILDER" = docker ]; then build_with_docker; else build_with_buildah; fi
+log "built $TAG"
 echo "$TAG"

@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO / "scripts" / "build-image.sh"
 CHART = REPO / "helm" / "perfsentinel"
 COMPOSE_FILE = REPO / "docker-compose.yml"
-TAG = "localhost/perfsentinel:test"
+TAG = f"localhost/perfsentinel:test-{os.getpid()}"  # removed afterwards; the layers stay cached
 STATE_DIR = "/var/lib/perfsentinel"
 CONFIG_DIR = "/etc/perfsentinel"
 TIMINGS: dict[str, float] = {}
@@ -113,8 +113,9 @@ def image() -> Iterator[Image]:
     done = subprocess.run(["bash", str(BUILD_SCRIPT), "--tag", TAG], capture_output=True, text=True, timeout=1800)
     TIMINGS["build_s"] = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-6000:]
+    print("\n" + "\n".join(line for line in done.stderr.splitlines() if line.startswith("build-image.sh:")))
     assert done.stdout.strip().splitlines()[-1] == TAG
-    driver = re.search(r"storage driver (\w+)", done.stderr).group(1)
+    driver = re.search(r"^build-image\.sh: \[\d+s\] storage driver (\w+)$", done.stderr, re.M).group(1)
     inspected = json.loads(buildah(driver, "inspect", "--type", "image", TAG))
     container = buildah(driver, "from", "--pull=false", "--quiet", TAG)
     try:
@@ -123,6 +124,7 @@ def image() -> Iterator[Image]:
     finally:
         buildah(driver, "umount", container)
         buildah(driver, "rm", container)
+        buildah(driver, "rmi", TAG)
         print(f"\nimage timings: {TIMINGS}")
 
 

@@ -340,59 +340,97 @@ targets:
     (directory / "perfsentinel.yml").chmod(0o644)
 
 
-def scrape(url: str) -> dict[str, list]:
+def scrape(url: str, **auth: Any) -> dict[str, list]:
     """sample name -> its samples (a counter's samples are named ..._total, its family without the suffix)."""
     samples: dict[str, list] = {}
-    for family in text_string_to_metric_families(requests.get(url, timeout=10).text):
+    for family in text_string_to_metric_families(requests.get(url, timeout=10, **auth).text):
         for sample in family.samples:
             samples.setdefault(sample.name, []).append(sample)
     return samples
 
 
+def write_web_config(directory: Path, owner: tuple[int, int]) -> dict[str, Any]:
+    """TLS and basic auth for /metrics (exporter-toolkit web config), readable by the image's user as a Secret
+    mounted with fsGroup would be (the key stays 0600); returns what a client needs: CA and credentials."""
+    from tests.test_webconfig import PASSWORD, make_pki, tls_users, write_config
+
+    make_pki(directory)
+    write_config(directory / "web.yml", tls_users())
+    for path in (directory, *directory.iterdir()):
+        os.chown(path, *owner)
+    return {"verify": str(directory / "ca.crt"), "auth": ("prometheus", PASSWORD)}
+
+
+def check_analysis(families: dict[str, list], text: str) -> None:
+    """promtool accepts the exposition; every series has the baseline its target asks for (Prophet ran)."""
+    checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    models = {
+        (s.labels["target"], s.labels["service"], s.labels["model"]) for s in families["perfsentinel_baseline_info"]
+    }
+    assert models == {("latency", "checkout", "prophet"), ("latency", "search", "prophet"),
+                      ("throughput", "checkout", "stl"), ("throughput", "search", "stl")}  # fmt: skip
+    assert not families.get("perfsentinel_fit_fallbacks_total"), "a fit fell back to another model"
+    assert all(s.value == 0 for s in families.get("perfsentinel_store_errors_total", []))
+    fits = {(s.labels["model"], s.labels["outcome"]): s.value for s in families["perfsentinel_fits_total"]}
+    assert fits.get(("prophet", "success")) == 2 and fits.get(("stl", "success")) == 2, fits
+
+
+def check_runs_as_the_image_user(pid: int) -> None:
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert re.search(r"^Uid:\s+10001\s+10001\s+10001\s+10001$", status, re.M), status
+    assert re.search(r"^Gid:\s+10001\s+10001\s+10001\s+10001$", status, re.M), status
+    assert re.search(r"^Groups:\s*$", status, re.M), "no supplementary groups"
+
+
+def check_wrote_only_its_state(state: Path, log: str) -> list[str]:
+    assert not re.search(r"Traceback|Read-only file system|Errno 30|Permission denied|ERROR", log), log[-4000:]
+    written = sorted(str(p.relative_to(state)) for p in state.rglob("*"))
+    assert "baselines.sqlite" in written and any(p.startswith("history/") for p in written), written
+    assert {p.stat().st_uid for p in state.rglob("*")} == {10001}
+    return written
+
+
 @pytest.mark.slow
 @pytest.mark.integration
-def test_service_runs_from_the_read_only_image_against_prometheus(image: Image, start_prometheus, tmp_path: Path):
-    """The image's entrypoint and command (its port changed to a free one) with a read-only root, uid 10001, a tmpfs
-    /tmp and the state directory as the only writable mount: /healthz, /readyz, a promtool-clean /metrics with
+@pytest.mark.parametrize("secured", [False, True], ids=["plain", "tls-and-basic-auth"])
+def test_service_runs_from_the_read_only_image_against_prometheus(
+    image: Image, start_prometheus, tmp_path: Path, secured: bool
+) -> None:
+    """The image's entrypoint and command (its port changed to a free one; with --web.config.file as the chart's
+    webConfig adds it) with a read-only root, uid 10001, a tmpfs /tmp and the state directory as the only writable
+    mount: /healthz and /readyz (plain HTTP, no credentials, also on the TLS port), a promtool-clean /metrics with
     Prophet and STL baselines, the HEALTHCHECK command, a clean SIGTERM, and nothing written elsewhere."""
-    end = np.floor(time.time() / 300) * 300
-    prometheus = start_prometheus(history(end))
-    (tmp_path / "config").mkdir()
-    write_service_config(tmp_path / "config", prometheus.url)
+    prometheus = start_prometheus(history(np.floor(time.time() / 300) * 300))
+    config = tmp_path / "config"
+    config.mkdir()
+    write_service_config(config, prometheus.url)
     port = free_port()
     command = [*image.config["Entrypoint"], *image.config["Cmd"]]
     command[command.index("--listen") + 1] = f"0.0.0.0:{port}"
+    plain, metrics, client = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/metrics", {}
+    if secured:
+        client = write_web_config(config / "web", image.uid_gid)
+        command += ["--web.config.file", f"{CONFIG_DIR}/web/web.yml"]
+        metrics = f"https://127.0.0.1:{port}/metrics"
     before = snapshot(image.root)
     log = tmp_path / "service.log"
     started = time.monotonic()
     with open(log, "w") as output:
         service = subprocess.Popen(image_command(image, tmp_path, command), stdout=output, stderr=subprocess.STDOUT)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_for_status(f"{base}/healthz", service, log, 60)
-        TIMINGS["healthz_s"] = time.monotonic() - started
-        status = Path(f"/proc/{service.pid}/status").read_text()
-        assert re.search(r"^Uid:\s+10001\s+10001\s+10001\s+10001$", status, re.M), status
-        assert re.search(r"^Groups:\s*$", status, re.M), "no supplementary groups"
-        wait_for_status(f"{base}/readyz", service, log, 240)
-        TIMINGS["readyz_s"] = time.monotonic() - started
-        families = wait_for_scores(f"{base}/metrics", service, log)
-        text = requests.get(f"{base}/metrics", timeout=10).text
-        checked = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
-                                 timeout=60)  # fmt: skip
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-        models = {
-            (s.labels["target"], s.labels["service"], s.labels["model"]) for s in families["perfsentinel_baseline_info"]
-        }
-        assert models == {("latency", "checkout", "prophet"), ("latency", "search", "prophet"),
-                          ("throughput", "checkout", "stl"), ("throughput", "search", "stl")}  # fmt: skip
-        assert not families.get("perfsentinel_fit_fallbacks_total"), "a fit fell back to another model"
-        assert all(s.value == 0 for s in families.get("perfsentinel_store_errors_total", []))
-        fits = {(s.labels["model"], s.labels["outcome"]): s.value for s in families["perfsentinel_fits_total"]}
-        assert fits.get(("prophet", "success")) == 2 and fits.get(("stl", "success")) == 2, fits
-        scratch = sorted(str(p.relative_to(f"/proc/{service.pid}/root/tmp")) for p in
-                         Path(f"/proc/{service.pid}/root/tmp").rglob("*"))  # fmt: skip
-
+        wait_for_status(f"{plain}/healthz", service, log, 60)
+        TIMINGS[f"healthz_s[{secured=}]"] = time.monotonic() - started
+        check_runs_as_the_image_user(service.pid)
+        wait_for_status(f"{plain}/readyz", service, log, 240)
+        TIMINGS[f"readyz_s[{secured=}]"] = time.monotonic() - started
+        families = wait_for_scores(metrics, service, log, client)
+        check_analysis(families, requests.get(metrics, timeout=10, **client).text)
+        if secured:  # the web config is in force: /metrics only over TLS and with the credentials
+            assert requests.get(f"{plain}/metrics", timeout=10).status_code == 400
+            assert requests.get(metrics, timeout=10, verify=client["verify"]).status_code == 401
+        tmp = Path(f"/proc/{service.pid}/root/tmp")
+        scratch = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))
         health = [part.replace(":9977/", f":{port}/") for part in image.config["Healthcheck"]["Test"][1:]]
         (tmp_path / "healthcheck").mkdir()
         probe = run_in_image(image, tmp_path / "healthcheck", health, timeout=60)
@@ -400,16 +438,10 @@ def test_service_runs_from_the_read_only_image_against_prometheus(image: Image, 
     finally:
         service.terminate()
         code = service.wait(timeout=60)
-    output = log.read_text()
-    assert code == 0, output[-4000:]
-    assert not re.search(r"Traceback|Read-only file system|Errno 30|Permission denied|ERROR", output), output[-4000:]
+    assert code == 0, log.read_text()[-4000:]
+    written = check_wrote_only_its_state(tmp_path / "state", log.read_text())
     assert snapshot(image.root) == before, "the service changed the image's root file system"
-    state = tmp_path / "state"
-    written = sorted(str(p.relative_to(state)) for p in state.rglob("*"))
-    assert "baselines.sqlite" in written and any(p.startswith("history/") for p in written), written
-    assert {p.stat().st_uid for p in state.rglob("*")} == {10001}
-    print(f"\nservice in the image: /healthz after {TIMINGS['healthz_s']:.1f} s, /readyz after "
-          f"{TIMINGS['readyz_s']:.1f} s; state dir {written}; /tmp {scratch}")  # fmt: skip
+    print(f"\nservice in the image ({secured=}): state dir {written}; /tmp {scratch}")
 
 
 def wait_for_status(url: str, service: subprocess.Popen, log: Path, timeout: float) -> None:
@@ -426,13 +458,13 @@ def wait_for_status(url: str, service: subprocess.Popen, log: Path, timeout: flo
     pytest.fail(f"{url} did not answer 200 within {timeout} s:\n{log.read_text()[-4000:]}")
 
 
-def wait_for_scores(url: str, service: subprocess.Popen, log: Path, timeout: float = 60) -> dict[str, list]:
+def wait_for_scores(url: str, service: subprocess.Popen, log: Path, client: dict[str, Any]) -> dict[str, list]:
     """The exposition once every series of both targets is scored (status ok)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        families = scrape(url)
+        families = scrape(url, **client)
         ok = [s for s in families.get("perfsentinel_series_status", []) if s.labels["status"] == "ok" and s.value == 1]
         if len(ok) == 4 and len(families.get("perfsentinel_anomaly_score", [])) == 4:
             return families
         time.sleep(1)
-    pytest.fail(f"not every series was scored within {timeout} s:\n{log.read_text()[-4000:]}")
+    pytest.fail(f"not every series was scored within 60 s:\n{log.read_text()[-4000:]}")

@@ -8,7 +8,8 @@
 # (apt-get install buildah debootstrap; run as root) and, because the Dockerfile's python:3.11-slim-<suite> base
 # may not be pullable, builds from a stand-in made with Debian's own tools: `debootstrap --variant=minbase
 # <suite>` (the Debian release in the Dockerfile's base tag) with python3, python3-venv, python-is-python3 and
-# ca-certificates, upgraded from <suite>-security, documentation and locales removed as in Debian's slim images.
+# ca-certificates, upgraded from <suite>-updates and -security, documentation and locales removed as in Debian's
+# slim images.
 # That base is cached: in buildah's storage as localhost/perfsentinel-base:<suite>-<key> and as a tarball under the
 # cache directory (<key> hashes the recipe and the mirrors), with debootstrap's downloaded packages.
 #
@@ -16,13 +17,14 @@
 #   --tag NAME            image name (default perfsentinel:<version in pyproject.toml>)
 #   --push                push NAME after building (docker push / buildah push docker://NAME)
 #   --builder B           auto (default: docker if its daemon answers, else buildah), docker or buildah
-#   --base IMAGE          buildah: build FROM this image instead of the debootstrapped stand-in (e.g.
+#   --base IMAGE          build FROM this image (buildah: instead of the debootstrapped stand-in, e.g.
 #                         docker.io/library/python:3.11-slim-bookworm when the registry is reachable)
 #   --refresh-base        buildah: make the debootstrapped base again (e.g. for newer security updates)
 #   --mirror URL          Debian mirror for the base (default: the first .../debian of /etc/apt/sources.list*,
 #                         else http://deb.debian.org/debian); --security-mirror URL likewise for .../debian-security
 #   --ca-bundle FILE      buildah: mounted read-only at /etc/ssl/certs/ca-certificates.crt in every RUN step, so
-#                         pip trusts a TLS-inspecting proxy (default: this host's bundle, when it exists)
+#                         pip trusts a TLS-inspecting proxy (default: this host's bundle, when it exists; none: no
+#                         mount)
 #   --cache-dir DIR       default ${PERFSENTINEL_IMAGE_CACHE:-${XDG_CACHE_HOME:-~/.cache}/perfsentinel-image}
 #   --storage-driver D    buildah storage driver: auto (default: the driver of images already stored, else overlay
 #                         where the kernel can mount it there, else vfs), overlay or vfs (works everywhere, but
@@ -87,7 +89,7 @@ fi
 build_with_docker() {
   command -v docker >/dev/null || die "docker is not installed"
   log "docker build -t $TAG"
-  docker build -t "$TAG" "$REPO" >&2
+  docker build ${BASE:+--build-arg "PYTHON_IMAGE=$BASE"} -t "$TAG" "$REPO" >&2
   if [ "$PUSH" = 1 ]; then docker push "$TAG" >&2; fi
 }
 
@@ -215,7 +217,7 @@ build_with_buildah() {
   choose_storage_driver
   [ -n "$BASE" ] || ensure_base
   local volume=()
-  if [ -n "$CA_BUNDLE" ] && [ -f "$CA_BUNDLE" ]; then
+  if [ "$CA_BUNDLE" != none ] && [ -f "$CA_BUNDLE" ]; then
     volume=(--volume "$(readlink -f "$CA_BUNDLE"):/etc/ssl/certs/ca-certificates.crt:ro")
   fi
   log "buildah bud -t $TAG (base $BASE)"

@@ -8,15 +8,26 @@ many times a day. Instead:
    notifications, because an alert keeps firing for at least an hour after its condition ends
    (``keep_firing_for``). The episodes above a level are the runs of hours above it; runs less than ``gap``
    hours apart are one episode, as they would be one notification.
-2. When the record shows at most ``budget`` episodes a day above the statistic's floor, the threshold is the
-   floor (a quiet series keeps the sensitivity of the band edge).
-3. Otherwise a base level is chosen where about one episode a day remains above it (never below the floor,
-   so a statistic that is above its floor most of the time still splits into episodes), the excesses of those
-   episodes' peaks over the base are fitted with a generalised Pareto tail (shape and scale from their
-   quartiles, robust to a few extreme peaks), and the threshold is the level that tail exceeds ``budget``
-   times a day. This is peaks-over-threshold from extreme value theory, as in SPOT (Siffer et al., KDD 2017),
-   and in the spirit of Numenta's anomaly likelihood, which turns a score into a tail probability of the
-   series' own recent scores.
+2. The record's **rate curve**: the episodes above each level it holds. It is not monotone: a statistic that
+   stays above a level for hours at a time shows few, long episodes there and more, shorter ones a little
+   higher, where the long stretches split. What a threshold at a level would notify is what the record shows
+   there or anywhere above it, so the curve is read as its envelope from above (``rate_envelope``: the most
+   episodes at that level or higher).
+3. When the envelope allows ``budget`` episodes a day at the statistic's floor, the threshold is the floor (a
+   quiet series keeps the sensitivity of the band edge).
+4. Otherwise the threshold is extrapolated from the peaks of the episodes above the level exceeded about once a
+   day (the peaks-over-threshold of extreme value theory, as in SPOT, Siffer et al., KDD 2017): they are taken
+   as a shifted exponential (the generalised Pareto tail of shape 0) starting at the smallest of them, with
+   their mean excess over it as its scale, and the threshold is where that tail is exceeded ``budget`` times a
+   day. The mean excess grows with the heaviness of the tail, so over the 10- to 40-fold extrapolation a budget
+   needs this is within a few per cent of a fitted Pareto tail for shapes up to about 0.3 and more conservative
+   for heavier ones, while a light or bounded tail (the same spike every day) is not extrapolated as if it were
+   heavy: Hill's estimator, used before, read a mixture of small and large peaks as a heavy tail and set
+   thresholds several times above anything the series had done.
+5. **The promise**: the threshold is never below the lowest level at which the record itself shows at most
+   ``budget`` x days episodes (rounded down; ``record_level``): on the series' own record, the alert would
+   have notified no more often than its budget. For a 14-day record and a budget under 1/14 a day that is
+   above the record's largest peak.
 
 Pure functions on arrays; ``analyzer.detection.budget`` keeps the records and calls them at each refit.
 """
@@ -30,9 +41,6 @@ import numpy as np
 HOUR = 3600.0
 DAY = 86400.0
 BASE_EPISODES_PER_DAY = 1.0  # the tail is fitted to the episodes above the level exceeded about this often
-DEFAULT_SHAPE = 0.5  # GPD shape when there are too few peaks to estimate it (a heavy-ish tail: conservative)
-MIN_PEAKS_FOR_SHAPE = 3
-MAX_SHAPE = 1.0
 
 
 @dataclass(frozen=True)
@@ -94,49 +102,73 @@ def episode_peaks(blocks: Blocks, level: float, gap_hours: int) -> np.ndarray:
     return np.maximum.reduceat(maxima, starts)
 
 
+def episode_counts(blocks: Blocks, levels: np.ndarray, gap_hours: int) -> np.ndarray:
+    """The number of episodes above each of ``levels`` (``episode_peaks(...).size`` for all levels at once)."""
+    levels = np.asarray(levels, dtype=np.float64)
+    if blocks.hours.size == 0 or levels.size == 0:
+        return np.zeros(levels.size, dtype=np.int64)
+    above = blocks.maxima[None, :] > levels[:, None]
+    hours = blocks.hours.astype(np.float64)
+    # the latest hour above the level before each hour: an episode starts where it is more than gap hours back
+    latest = np.maximum.accumulate(np.where(above, hours[None, :], -np.inf), axis=1)
+    before = np.concatenate((np.full((levels.size, 1), -np.inf), latest[:, :-1]), axis=1)
+    return (above & (hours[None, :] - before > gap_hours)).sum(axis=1)
+
+
+def rate_envelope(blocks: Blocks, floor: float, gap_hours: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The levels a threshold can take (the floor and the record's maxima above it, ascending), the episodes
+    above each, and their envelope from above: the most episodes at that level or any higher one."""
+    finite = blocks.maxima[np.isfinite(blocks.maxima)]
+    levels = np.unique(np.r_[floor, finite[finite > floor]])
+    counts = episode_counts(blocks, levels, gap_hours)
+    return levels, counts, np.maximum.accumulate(counts[::-1])[::-1]
+
+
+def lowest_level(levels: np.ndarray, envelope: np.ndarray, allowed: float) -> float:
+    """The lowest of ``levels`` with at most ``allowed`` episodes at it and above (the largest level has none)."""
+    return float(levels[int(np.argmax(envelope <= allowed))])
+
+
 def base_level(blocks: Blocks, floor: float, gap_hours: int, per_day: float) -> float:
-    """The lowest level at or above ``floor`` with at most ``per_day`` episodes a day above it (the candidates
-    are the record's own hourly maxima)."""
-    allowed = per_day * blocks.days
-    if episode_peaks(blocks, floor, gap_hours).size <= allowed:
-        return floor
-    candidates = np.unique(blocks.maxima[blocks.maxima > floor])
-    low, high = 0, candidates.size - 1  # the largest candidate has no episode above it
-    while low < high:  # episodes above a level fall (almost always) as it rises: bisect on the sorted maxima
-        middle = (low + high) // 2
-        if episode_peaks(blocks, float(candidates[middle]), gap_hours).size <= allowed:
-            high = middle
-        else:
-            low = middle + 1
-    return float(candidates[low])
+    """The level the tail is fitted above: the lowest at or above ``floor`` with at most ``per_day`` episodes a
+    day at it and above, raised to where those episodes are most numerous (long stretches split)."""
+    levels, counts, envelope = rate_envelope(blocks, floor, gap_hours)
+    start = int(np.argmax(envelope <= per_day * blocks.days))
+    return float(levels[start + int(np.argmax(counts[start:] == envelope[start]))])
 
 
 def tail_threshold(peaks: np.ndarray, days: float, budget: float) -> float:
-    """The level a Pareto tail fitted to ``peaks`` (episode maxima, all > 0, seen over ``days``) exceeds
-    ``budget`` times a day: Hill's estimate of the tail index above the smallest peak and Weissman's
-    extrapolation from it, ``smallest * (rate / budget) ** shape``. For a light tail the shape comes out small
-    and the level grows with the logarithm of ``rate / budget``, as an exponential tail's does."""
+    """The level an exponential tail fitted to the ``peaks`` (two or more, seen over ``days``) is exceeded
+    ``budget`` times a day. The tail starts at the smallest peak (the maximum-likelihood location of a shifted
+    exponential) with the peaks' mean excess over it as its scale (unbiased: divided by n - 1), so a gap between
+    the base level and the peaks above it is not read as spread: ``smallest + scale x log(rate / budget)``."""
     smallest = float(peaks.min())
-    shape = DEFAULT_SHAPE
-    if peaks.size >= MIN_PEAKS_FOR_SHAPE:
-        shape = min(float(np.mean(np.log(peaks / smallest))) * peaks.size / (peaks.size - 1), MAX_SHAPE)
-    return smallest * (peaks.size / days / budget) ** shape
+    scale = float(np.sum(peaks - smallest)) / (peaks.size - 1)
+    return smallest + scale * np.log(peaks.size / days / budget)
+
+
+def record_level(blocks: Blocks, floor: float, gap_hours: int, budget: float) -> float:
+    """The lowest level (at least ``floor``) at which the record shows at most ``budget`` x days episodes."""
+    levels, _, envelope = rate_envelope(blocks, floor, gap_hours)
+    return lowest_level(levels, envelope, np.floor(budget * blocks.days + 1e-9))
 
 
 def calibrate(blocks: Blocks, floor: float, gap_hours: int, budget: float) -> Calibration:
-    """The threshold that the record in ``blocks`` says is exceeded ``budget`` times a day (at least
-    ``floor``, which must be > 0)."""
+    """The threshold that the record in ``blocks`` says is exceeded ``budget`` times a day (at least ``floor``,
+    which must be > 0), never one the record itself crosses more often than that."""
     days = blocks.days
-    floor_rate = episode_peaks(blocks, floor, gap_hours).size / days if days > 0 else 0.0
-    if floor_rate <= budget:
+    levels, counts, envelope = rate_envelope(blocks, floor, gap_hours)
+    floor_rate = counts[0] / days if days > 0 else 0.0
+    allowed = np.floor(budget * days + 1e-9)
+    if envelope[0] <= allowed:
         return Calibration(floor, floor, budget, floor_rate, days)
+    promise = lowest_level(levels, envelope, allowed)
     base = base_level(blocks, floor, gap_hours, max(BASE_EPISODES_PER_DAY, budget))
     peaks = episode_peaks(blocks, base, gap_hours)
-    if peaks.size == 0:  # the base is the record's maximum
-        return Calibration(base, floor, budget, floor_rate, days)
-    if peaks.size / days <= budget:
-        return Calibration(base, floor, budget, floor_rate, days)
-    return Calibration(max(floor, tail_threshold(peaks, days, budget)), floor, budget, floor_rate, days)
+    threshold = promise
+    if peaks.size >= 2 and peaks.size / days > budget:
+        threshold = max(threshold, tail_threshold(peaks, days, budget))
+    return Calibration(max(floor, threshold), floor, budget, floor_rate, days)
 
 
 def threshold_of(calibration: Calibration | None, floor: float) -> float:

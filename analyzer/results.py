@@ -54,9 +54,12 @@ class SeriesResult:
     # calibrated alert thresholds (analyzer.detection.budget), None without a baseline; and how often each statistic
     # crossed the threshold in force over the last 14 days (None in the first day of the record)
     anomaly_threshold: float | None = None
+    novelty_score: float | None = None  # analyzer.detection.novelty; None without a novelty reference
+    novelty_threshold: float | None = None
     drift_threshold: float | None = None
-    regression_threshold_pct: float | None = None  # the change % a regression alert needs
+    regression_threshold_pct: float | None = None  # the change % a regression alert needs (for the regression's age)
     anomaly_crossings_per_day: float | None = None
+    novelty_crossings_per_day: float | None = None
     drift_crossings_per_day: float | None = None
     regression_crossings_per_day: float | None = None
     # the baseline scored against (analyzer.state.lifecycle); None without a baseline

@@ -49,6 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 DAY = 86400.0
 ANOMALY = tuple(r for r in SHIPPED_RULES if r.column == "anomaly_score")
+NOVELTY = tuple(r for r in SHIPPED_RULES if r.column == "novelty_score")
 REGRESSION = tuple(r for r in SHIPPED_RULES if r.column == "severity")
 DRIFT = tuple(r for r in SHIPPED_RULES if r.column == "drift_score")
 
@@ -176,7 +177,8 @@ def variants() -> list[tuple[str, tuple[AlertRule, ...]]]:
          tuple(dataclasses.replace(r, unless=None) for r in SHIPPED_RULES)),
         ("regression alerts without their calibrated change threshold",
          tuple(dataclasses.replace(r, exceeds=None) if r.column == "severity" else r for r in SHIPPED_RULES)),
-        ("anomaly and regression rules, no drift rule", ANOMALY + REGRESSION),
+        ("every rule but the novelty rule", tuple(r for r in SHIPPED_RULES if r not in NOVELTY)),
+        ("every rule but the drift rule", tuple(r for r in SHIPPED_RULES if r not in DRIFT)),
     ]  # fmt: skip
 
 
@@ -222,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     everything = evaluate(scorer, corpus, shipped)
     anomaly = evaluate(scorer, corpus, notified(frames, ANOMALY))
     print_table([("every shipped per-series rule (`alert`)", everything), ("anomaly rule alone", anomaly),
+                 ("novelty rule alone", evaluate(scorer, corpus, notified(frames, NOVELTY))),
                  ("regression tier rules alone", evaluate(scorer, corpus, notified(frames, REGRESSION))),
                  ("drift rule alone", evaluate(scorer, corpus, notified(frames, DRIFT)))], days)  # fmt: skip
     print_categories(everything, anomaly, frames, shipped)

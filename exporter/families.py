@@ -210,6 +210,9 @@ def _threshold_ratio(result: SeriesResult) -> float | None:
 SERIES_FIELDS: list[SeriesField] = [
     SeriesField("anomaly_score", "Deviation of the latest sample from its baseline in units of the band's half "
                 "width, in the target's bad direction; > 1 is outside the band.", attrgetter("anomaly_score")),
+    SeriesField("novelty_score", "How unlike every window of the series' last 14 days its last drift window of "
+                "values is (level distribution, spread, roughness), in units of the distance its own history "
+                "exceeds at the novelty alert's budget; > 1 is rarer than that.", attrgetter("novelty_score")),
     SeriesField("observed_value", "The latest sample the scores were computed from.", attrgetter("value")),
     SeriesField("observed_timestamp_seconds", "Unix time of the latest sample that was scored.",
                 attrgetter("timestamp"), repetitive=True),
@@ -230,17 +233,24 @@ SERIES_FIELDS: list[SeriesField] = [
                 attrgetter("regression_start"), repetitive=True),
     SeriesField("anomaly_threshold", "Calibrated anomaly score threshold of the series (at least 1.0): "
                 "PerfSentinelAnomaly fires above it. Set at each refit from the series' own record of scores so "
-                "that it is crossed at most half of max_notifications_per_day times a day.",
+                "that it is crossed at most a quarter of max_notifications_per_day times a day.",
                 attrgetter("anomaly_threshold"), repetitive=True),
+    SeriesField("novelty_threshold", "Calibrated novelty score threshold of the series (at least 1.0): "
+                "PerfSentinelNovelty fires above it; set as perfsentinel_anomaly_threshold is, for a quarter of "
+                "the budget.", attrgetter("novelty_threshold"), repetitive=True),
     SeriesField("drift_threshold", "Calibrated drift score threshold of the series (at least 1.0), set as "
                 "perfsentinel_anomaly_threshold is, for a quarter of the budget.", attrgetter("drift_threshold"),
                 repetitive=True),
     SeriesField("regression_threshold_ratio", "Calibrated change ratio a regression alert of the series needs "
                 "(at least the minor tier), set as perfsentinel_anomaly_threshold is, for a quarter of the "
-                "budget.", _threshold_ratio, repetitive=True),
+                "budget; for a regression that has lasted the regression window, the lower threshold calibrated "
+                "on verdicts that lasted as long.", _threshold_ratio, repetitive=True),
     SeriesField("anomaly_crossings_per_day", "Realised rate: times a day the anomaly score crossed the threshold "
                 "in force, over the last 14 days of the series' record (absent in its first day).",
                 attrgetter("anomaly_crossings_per_day"), repetitive=True),
+    SeriesField("novelty_crossings_per_day", "Realised rate of perfsentinel_novelty_threshold crossings, as "
+                "perfsentinel_anomaly_crossings_per_day.", attrgetter("novelty_crossings_per_day"),
+                repetitive=True),
     SeriesField("drift_crossings_per_day", "Realised rate of perfsentinel_drift_threshold crossings, as "
                 "perfsentinel_anomaly_crossings_per_day.", attrgetter("drift_crossings_per_day"), repetitive=True),
     SeriesField("regression_crossings_per_day", "Realised rate of regression verdicts above "

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analyzer.commands.backtest import backtest, read_input
+from analyzer.commands.backtest import RULE_EVALUATION_INTERVAL, backtest, read_input
 from analyzer.config import build_target
 from analyzer.detection import budget, calibration, episodes
 from analyzer.detection.calibration import Blocks
@@ -292,16 +292,22 @@ def replayed(tmp_path: Path, timestamps: np.ndarray, values: np.ndarray, name: s
     return backtest(read_input(path), target, "UTC", 3 * HOUR, FitPool(1))
 
 
-def bursty_counts(days: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Poisson counts of a daily-seasonal rate with self-exciting bursts of Pareto size (social-media volume):
-    heavy-tailed, no change anywhere."""
+def bursty_counts(
+    days: float, seed: int, step_at: float | None = None, level: float = 8.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson counts of a daily-seasonal rate (``level`` a step on average) with self-exciting bursts of Pareto
+    size (social-media volume): heavy-tailed, no change anywhere; or, with ``step_at`` (seconds before the end), a
+    sustained 60% rise of the rate from then on."""
     rng = np.random.default_rng(seed)
     step = 300.0
     times = 1_767_571_200.0 - step * np.arange(int(days * DAY / step), 0, -1)
-    rate = 8.0 * (1.0 + 0.4 * np.sin(2 * np.pi * (times % DAY) / DAY))
+    rate = level * (1.0 + 0.4 * np.sin(2 * np.pi * (times % DAY) / DAY))
+    if step_at is not None:
+        rate = np.where(times >= times[-1] - step_at, 1.6 * rate, rate)
     excitement = np.zeros(times.size)
     for i in range(1, times.size):
-        excitement[i] = 0.8 * excitement[i - 1] + (rng.pareto(1.5) * 6.0 if rng.random() < 0.01 else 0.0)
+        burst = rng.pareto(1.5) * 0.75 * level if rng.random() < 0.01 else 0.0
+        excitement[i] = 0.8 * excitement[i - 1] + burst
     return times, rng.poisson(rate + excitement).astype(float)
 
 
@@ -345,4 +351,28 @@ def test_a_step_on_a_quiet_series_is_still_found(tmp_path: Path) -> None:
     # quiet: within three times the band edge (at least the largest score of its record, by the budget's promise)
     assert frame["anomaly_threshold"].to_numpy()[after].max() < 3.0
     assert frame["alert"].to_numpy()[after][:12].any()  # notified within the first hour
-    assert frame["alert"].to_numpy()[~after].sum() <= 1
+    # at their floors, a quiet series' alerts may each cross once before its record holds a crossing (here the
+    # anomaly alert at day 5 and the novelty alert at day 3 of 13)
+    assert frame["alert"].to_numpy()[~after].sum() <= 2
+
+
+def test_a_sustained_60_percent_step_on_a_bursty_count_series_is_notified(tmp_path: Path) -> None:
+    """Bursts give verdicts of hundreds of % that last an hour or so, and the threshold calibrated on every
+    verdict rises above them. A 60% step is far beyond that series' sustained variation: once its regression has
+    lasted the regression window, it is compared with the verdicts that lasted as long (none of the bursts'),
+    and notified."""
+    step_at = 2 * DAY
+    times, values = bursty_counts(24, seed=5, step_at=step_at, level=40.0)
+    frame = replayed(tmp_path, times, values, "bursty-step")
+    change = times >= times[-1] - step_at
+    all_verdicts = frame["regression_threshold_pct"].to_numpy()[~change & (frame["severity"].to_numpy() == 0)]
+    assert np.nanmax(all_verdicts[-288:]) > 60.0  # before the step, bursts hold the threshold above 60%
+    starts = episodes.rule_onsets(frame, times, interval=RULE_EVALUATION_INTERVAL)
+    regression_alerts = np.zeros(times.size, dtype=bool)
+    for name, rows in starts.items():
+        regression_alerts |= rows if "Regression" in name else False
+    found = np.flatnonzero(regression_alerts & change)
+    assert found.size and times[found[0]] - (times[-1] - step_at) <= 12 * HOUR, found
+    at = found[0]
+    assert frame["change_pct"].to_numpy()[at] > frame["regression_threshold_pct"].to_numpy()[at]
+    assert regression_alerts[~change].sum() <= 1  # the bursts before it page at most once in three weeks

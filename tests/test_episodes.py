@@ -26,6 +26,8 @@ RULE_FILES = [REPO / "rules" / "perfsentinel-anomalies.yml", REPO / "rules" / "p
 COLUMN_METRICS = {
     "anomaly_score": ("perfsentinel_anomaly_score", 1.0),
     "anomaly_threshold": ("perfsentinel_anomaly_threshold", 1.0),
+    "novelty_score": ("perfsentinel_novelty_score", 1.0),
+    "novelty_threshold": ("perfsentinel_novelty_threshold", 1.0),
     "drift_score": ("perfsentinel_drift_score", 1.0),
     "drift_threshold": ("perfsentinel_drift_threshold", 1.0),
     "severity": ("perfsentinel_regression_severity", 1.0),
@@ -337,7 +339,8 @@ def generated_metrics(rows: int, seed: int) -> dict[str, np.ndarray]:
     change below 5% (never fires) and one of 1.5 (above a drift threshold of 1 only). Random regression
     episodes of every tier elsewhere, flickering severities; change % 20 (exactly 5 at some rows, the drift
     alert's minimum); thresholds re-set every 6 hours, the regression threshold at 25% (above the change) in
-    the last 6 hours."""
+    the last 6 hours. Novelty scores in the first anomaly burst (held back by the anomaly alert) and late on day 3
+    (fires)."""
     rng = np.random.default_rng(seed)
 
     def spikes(start: int, span: int) -> None:
@@ -374,7 +377,11 @@ def generated_metrics(rows: int, seed: int) -> dict[str, np.ndarray]:
     severity[rng.random(rows) < 0.01] = 0  # flicker
     regression_threshold = blocks(rng, rows, [5.0, 5.0, 15.0])
     regression_threshold[-360:] = 25.0
+    novelty = rng.uniform(0.0, 0.9, rows)
+    novelty[100:140] = 3.0  # during day 1's anomaly burst: held back
+    novelty[4100:4140] = 3.0  # late on day 3, where nothing else fires: fires
     return {"anomaly_score": score, "anomaly_threshold": anomaly_threshold, "severity": severity,
+            "novelty_score": novelty, "novelty_threshold": blocks(rng, rows, [1.0, 1.0, 2.0]),
             "change_pct": change, "drift_score": drift, "drift_threshold": blocks(rng, rows, [1.0, 1.0, 2.0]),
             "regression_threshold_pct": regression_threshold}  # fmt: skip
 

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from analyzer.config import TargetConfig
-from analyzer.detection import budget, episodes, regression
+from analyzer.detection import budget, episodes, novelty, regression
+from analyzer.detection.calibration import Blocks
 from analyzer.detection.reference import attach_reference
 from analyzer.detection.scoring import anomaly_scores, gated_band
 from analyzer.models import FitContext, FittedBaseline
@@ -21,11 +22,12 @@ from analyzer.models.quality import insufficiency
 from analyzer.telemetry import NullTelemetry
 
 VERDICT_COLUMNS = ["drift_score", "severity", "change_pct", "p_value", "regression_start", "verdict"]
-THRESHOLD_COLUMNS = ["anomaly_threshold", "drift_threshold", "regression_threshold_pct"]  # analyzer.detection.budget
-THRESHOLD_OF = dict(zip(("anomaly", "drift", "regression"), THRESHOLD_COLUMNS, strict=True))
+# analyzer.detection.budget
+THRESHOLD_COLUMNS = ["anomaly_threshold", "novelty_threshold", "drift_threshold", "regression_threshold_pct"]
+THRESHOLD_OF = dict(zip(("anomaly", "novelty", "drift", "regression"), THRESHOLD_COLUMNS, strict=True))
 # alert: 1 where the shipped alert rules would start a notification (analyzer.detection.episodes), else 0
-OUTPUT_COLUMNS = ["timestamp", "value", "expected", "lower", "upper", "anomaly_score", *VERDICT_COLUMNS,
-                  *THRESHOLD_COLUMNS, "alert"]  # fmt: skip
+OUTPUT_COLUMNS = ["timestamp", "value", "expected", "lower", "upper", "anomaly_score", "novelty_score",
+                  *VERDICT_COLUMNS, *THRESHOLD_COLUMNS, "alert"]  # fmt: skip
 RULE_EVALUATION_INTERVAL = 60.0  # Prometheus evaluates the rules every minute; a row's values hold until the next
 
 
@@ -76,13 +78,17 @@ def fit_requests(replay: Replay, target: TargetConfig, timezone: str, every: flo
 def backtest(replay: Replay, target: TargetConfig, timezone: str, every: float, pool: FitPool) -> pd.DataFrame:
     requests = {float(request.key): request for request in fit_requests(replay, target, timezone, every)}
     baselines: dict[float, FittedBaseline] = {}
+    stand_ins: dict[float, Blocks | None] = {}  # the novelty record's stand-in of each refit
+    settings = budget.settings_for(target, replay.step)
     for outcome in pool.fit_all(list(requests.values()), 600.0, NullTelemetry()):
         if outcome.baseline is not None:
             request = requests[float(outcome.key)]
-            settings = regression.settings_for(target, replay.step)
             attach_reference(outcome.baseline, request.timestamps, request.values, settings.regression_window)
+            stand_ins[float(outcome.key)] = budget.learn_novelty(
+                outcome.baseline, request.timestamps, request.values, settings
+            )
             baselines[float(outcome.key)] = outcome.baseline
-    expected, lower, upper = (np.full(len(replay.times), np.nan) for _ in range(3))
+    expected, lower, upper, novel = (np.full(len(replay.times), np.nan) for _ in range(4))
     scores = np.zeros(len(replay.times))
     # rows scored by the baseline fitted at the latest refit time at or before them
     for at, baseline in sorted(baselines.items()):
@@ -92,12 +98,26 @@ def backtest(replay: Replay, target: TargetConfig, timezone: str, every: float, 
         band = gated_band(baseline.predict(replay.times[rows]), target.min_abs_deviation, target.min_rel_deviation)
         expected[rows], lower[rows], upper[rows] = band.expected, band.lower, band.upper
         scores[rows] = np.nan_to_num(anomaly_scores(replay.values[rows], band, target.direction), nan=0.0)
+        novel[rows] = novelty_column(replay, np.flatnonzero(rows), baseline.novelty)
     frame = pd.DataFrame({"timestamp": replay.labels, "value": replay.values, "expected": expected,
-                          "lower": lower, "upper": upper, "anomaly_score": scores})  # fmt: skip
+                          "lower": lower, "upper": upper, "anomaly_score": scores, "novelty_score": novel})  # fmt: skip
     frame = frame.join(verdict_columns(replay, target, baselines, every))
-    frame = frame.join(threshold_columns(replay, frame, target, baselines, requests, every))
+    frame = frame.join(threshold_columns(replay, frame, target, baselines, requests, every, stand_ins))
     frame["alert"] = episodes.notifications(frame, replay.times, interval=RULE_EVALUATION_INTERVAL).astype(np.int64)
     return frame[OUTPUT_COLUMNS]
+
+
+def novelty_column(replay: Replay, rows: np.ndarray, reference: novelty.NoveltyReference | None) -> np.ndarray:
+    """The novelty score of each of ``rows``: the window of the grid ending at the row's sample (as the service
+    scores the latest window of what it read)."""
+    if reference is None or rows.size == 0:
+        return np.full(rows.size, np.nan)
+    ends = np.rint((replay.times[rows] - replay.grid_times[0]) / replay.step).astype(np.int64)
+    offsets = np.arange(reference.samples - 1, -1, -1)
+    index = ends[:, None] - offsets[None, :]
+    windows = np.where(index >= 0, replay.grid_values[np.maximum(index, 0)], np.nan)
+    windows[:, -1] = replay.values[rows]  # the row's own value (repeated timestamps: each row its own)
+    return novelty.scores(reference, windows, replay.times[rows])
 
 
 def threshold_columns(
@@ -107,19 +127,23 @@ def threshold_columns(
     baselines: dict[float, FittedBaseline],
     requests: dict[float, FitRequest],
     every: float,
+    stand_ins: dict[float, Blocks | None] | None = None,
 ) -> pd.DataFrame:
     """The calibrated thresholds per row, as the service sets them: at each refit, from the record of the
-    statistics the rows before it exported (``budget.ScoreRecord``) and the new baseline's history."""
+    statistics the rows before it exported (``budget.ScoreRecord``) and the new baseline's history; the regression
+    threshold of each row for the age of its regression (``budget.Thresholds.regression_threshold_pct``)."""
     settings = budget.settings_for(target, replay.step)
     record = budget.ScoreRecord()
     columns = {name: np.full(len(replay.times), np.nan) for name in THRESHOLD_COLUMNS}
     order = np.argsort(replay.times, kind="stable")
     scored = np.isfinite(frame["expected"].to_numpy()) & np.isfinite(replay.values)
-    columns_of = ("anomaly_score", "drift_score", "change_pct", "severity")
-    anomaly, drift, change, severity = (frame[name].to_numpy(dtype=np.float64) for name in columns_of)
+    columns_of = ("anomaly_score", "drift_score", "change_pct", "severity", "novelty_score", "regression_start")
+    anomaly, drift, change, severity, novel, start = (frame[name].to_numpy(dtype=np.float64) for name in columns_of)
+    age = np.where(np.isfinite(start), np.maximum(replay.times - start, 0.0), np.nan)
     with np.errstate(invalid="ignore"):
         moved = np.abs(change) >= settings.minor_pct
-    statistics = budget.alert_statistics(anomaly, drift, change, moved, severity >= 1)
+    ages = settings.regression_ages
+    statistics = budget.alert_statistics(anomaly, drift, change, moved, severity >= 1, novel, age, ages)
     position = 0
     for at, baseline in sorted(baselines.items()):
         while position < len(order) and replay.times[order[position]] < at:
@@ -130,11 +154,14 @@ def threshold_columns(
                 record.add(float(replay.times[row]), values, in_force)
             position += 1
         request = requests[at]
-        calibrated = budget.thresholds_for(baseline, request.timestamps, request.values, settings, record)
-        rows = (replay.times >= at) & (replay.times < at + every)
+        stand_in = (stand_ins or {}).get(at)
+        calibrated = budget.thresholds_for(baseline, request.timestamps, request.values, settings, record, stand_in)
+        rows = np.flatnonzero((replay.times >= at) & (replay.times < at + every))
         columns["anomaly_threshold"][rows] = calibrated.anomaly_threshold
+        columns["novelty_threshold"][rows] = calibrated.novelty_threshold
         columns["drift_threshold"][rows] = calibrated.drift_threshold
-        columns["regression_threshold_pct"][rows] = calibrated.regression_threshold_pct(target.severity.minor)
+        minor = target.severity.minor
+        columns["regression_threshold_pct"][rows] = [calibrated.regression_threshold_pct(minor, a) for a in age[rows]]
     return pd.DataFrame(columns)
 
 

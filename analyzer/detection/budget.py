@@ -10,8 +10,16 @@ changes; calibrated on them alone, an AR(1)-like series paged eight times its bu
 in-sample scores of the history.
 
 The last ``regression_window`` of the record is left out, so a change under way does not raise the threshold
-that should report it. The shares add up to the budget: the anomaly alert, which finds most incidents first,
-gets half; the drift and regression alerts, which add slow and sustained changes, a quarter each.
+that should report it. The shares add up to the budget, a quarter to each of the four alerts: the anomaly
+alert (a sample far from its expected level), the novelty alert (a window unlike the series' history,
+``analyzer.detection.novelty``), the drift alert and the regression alerts.
+
+Regression thresholds follow the age of the regression (the time since its start): besides the record of every
+verdict's change, the record keeps the change of verdicts that had lasted at least the drift window, twice and
+four times that, and the whole regression window, and a regression that has lasted that long is compared with
+the threshold of its age (``Thresholds.regression_threshold_pct``). On a bursty series every burst is a short
+verdict of a large change and lifts the threshold of all verdicts to hundreds of %, but none lasts hours: a change
+that has lasted longer than any of the series' own excursions of its size is not silenced by them.
 """
 
 from __future__ import annotations
@@ -19,12 +27,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from analyzer.detection import regression
+from analyzer.detection import novelty, regression
 from analyzer.detection.calibration import Blocks, Calibration, calibrate, hourly_maxima, merge, threshold_of
 from analyzer.detection.reference import attach_reference
 from analyzer.detection.scoring import anomaly_scores, gated_band
@@ -34,13 +43,17 @@ HOUR = 3600.0
 DAY = 86400.0
 RECORD_SECONDS = 14 * DAY
 MIN_RECORD_SECONDS = DAY / 2  # a shorter record gives no calibration: the floor applies
-STATISTICS = ("anomaly", "drift", "regression")
-SHARES = {"anomaly": 0.5, "drift": 0.25, "regression": 0.25}
+ALERTS = ("anomaly", "novelty", "drift", "regression")
+SHARES = {"anomaly": 0.25, "novelty": 0.25, "drift": 0.25, "regression": 0.25}
 ANOMALY_FLOOR = 1.0  # the edge of the band
+NOVELTY_FLOOR = 1.0  # the distance the history's own windows exceed at the alert's budget
 DRIFT_FLOOR = 1.0  # one robust scale of the reference residuals
 RECORD_HOURS = int(RECORD_SECONDS // HOUR)
 # exceedances closer than the alerts' keep_firing_for are one notification (rules/*.yml)
-GAP_HOURS = {"anomaly": 1, "drift": 3, "regression": 3}
+GAP_HOURS = {"anomaly": 1, "novelty": 1, "drift": 3, "regression": 3}
+AGE_CLASSES = 4  # regression ages: the drift window, twice and four times it, the regression window
+# the statistics of the record: each alert's, and the regression change of verdicts that lasted at least each age
+STATISTICS = (*ALERTS, *(f"regression@{k}" for k in range(1, AGE_CLASSES + 1)))
 INFINITE_STATISTIC = 1e6  # what +Inf (a latest sample of +Inf in the bad direction) is recorded as
 
 
@@ -53,12 +66,32 @@ class BudgetSettings:
     minor_pct: float  # the minor severity tier: the regression statistic's floor
     min_abs_deviation: float = 0.0
     min_rel_deviation: float = 0.0
+    step: float = 0.0  # seconds between samples (the novelty windows); 0: no novelty reference
 
     def floor(self, statistic: str) -> float:
-        return {"anomaly": ANOMALY_FLOOR, "drift": DRIFT_FLOOR, "regression": self.minor_pct}[statistic]
+        return {"anomaly": ANOMALY_FLOOR, "novelty": NOVELTY_FLOOR, "drift": DRIFT_FLOOR}.get(
+            alert_of(statistic), self.minor_pct
+        )
 
     def budget(self, statistic: str) -> float:
-        return self.max_notifications_per_day * SHARES[statistic]
+        return self.max_notifications_per_day * SHARES[alert_of(statistic)]
+
+    @property
+    def regression_ages(self) -> tuple[float, ...]:
+        """From which age (seconds since its start) a regression is compared with each age class's threshold."""
+        return regression_ages(self.drift_window, self.regression_window)
+
+
+def alert_of(statistic: str) -> str:
+    """The alert a statistic of the record calibrates ("regression@2" -> "regression")."""
+    return statistic.partition("@")[0]
+
+
+def regression_ages(drift_window: float, regression_window: float) -> tuple[float, ...]:
+    """The ages from which a regression is also compared with the record of verdicts that lasted as long: the
+    regression window, the longest stretch a verdict tests (``regression_window``), is what "sustained" means."""
+    return tuple(sorted({min(drift_window * 2**k, regression_window) for k in range(AGE_CLASSES - 1)}
+                        | {regression_window}))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -68,21 +101,37 @@ class Thresholds:
     anomaly: Calibration | None
     drift: Calibration | None
     regression: Calibration | None  # in change %, like perfsentinel_regression_change_ratio x 100
+    novelty: Calibration | None = None
+    # regressions that have lasted at least regression_ages[k] seconds are compared with regression_by_age[k] too
+    regression_ages: tuple[float, ...] = ()
+    regression_by_age: tuple[Calibration | None, ...] = ()
 
     @property
     def anomaly_threshold(self) -> float:
         return threshold_of(self.anomaly, ANOMALY_FLOOR)
 
     @property
+    def novelty_threshold(self) -> float:
+        return threshold_of(self.novelty, NOVELTY_FLOOR)
+
+    @property
     def drift_threshold(self) -> float:
         return threshold_of(self.drift, DRIFT_FLOOR)
 
-    def regression_threshold_pct(self, minor_pct: float) -> float:
-        return threshold_of(self.regression, minor_pct)
+    def regression_threshold_pct(self, minor_pct: float, age: float | None = None) -> float:
+        """The change % a regression alert needs; for a regression that has lasted ``age`` seconds, the lowest
+        threshold of the age classes it has reached (a class without a calibration yet does not count)."""
+        threshold = threshold_of(self.regression, minor_pct)
+        if age is None or not math.isfinite(age):
+            return threshold
+        for start, calibration in zip(self.regression_ages, self.regression_by_age, strict=True):
+            if age >= start and calibration is not None:
+                threshold = min(threshold, calibration.threshold)
+        return threshold
 
-    def by_statistic(self, minor_pct: float) -> dict[str, float]:
-        return {"anomaly": self.anomaly_threshold, "drift": self.drift_threshold,
-                "regression": self.regression_threshold_pct(minor_pct)}  # fmt: skip
+    def by_statistic(self, minor_pct: float, age: float | None = None) -> dict[str, float]:
+        return {"anomaly": self.anomaly_threshold, "novelty": self.novelty_threshold,
+                "drift": self.drift_threshold, "regression": self.regression_threshold_pct(minor_pct, age)}  # fmt: skip
 
 
 NO_THRESHOLDS = Thresholds(None, None, None)
@@ -115,10 +164,12 @@ class ScoreRecord:
             hours = self.maxima.setdefault(statistic, {})
             number = float(value) if value is not None and not np.isnan(value) else -np.inf
             number = min(number, INFINITE_STATISTIC)  # an infinite score is a very high one, not a missing one
+            if number == -np.inf and statistic != alert_of(statistic):
+                continue  # kept sparse: its observed hours are its alert's (``blocks``)
             hours[hour] = max(hours.get(hour, -np.inf), number)
             if thresholds is not None and number > thresholds.get(statistic, np.inf):
                 self._cross(statistic, time)
-        if len(self.maxima.get(STATISTICS[0], {})) > RECORD_HOURS + 48:
+        if len(self.maxima.get(ALERTS[0], {})) > RECORD_HOURS + 48:
             self._forget(hour - RECORD_HOURS - 24)
 
     def _cross(self, statistic: str, time: float) -> None:
@@ -174,11 +225,13 @@ class ScoreRecord:
         )  # fmt: skip
 
     def blocks(self, statistic: str, since: float, until: float) -> Blocks:
-        """The hours in [since, until) of the record."""
+        """The hours in [since, until) of the record. A statistic of one alert's age class ("regression@2") is
+        kept only for hours that had a value; its observed hours are those of its alert."""
         hours = self.maxima.get(statistic, {})
+        observed = self.maxima.get(alert_of(statistic), {})
         first, last = math.ceil(since / HOUR), math.floor(until / HOUR)
-        kept = sorted(h for h in hours if first <= h < last)
-        return Blocks(np.array(kept, dtype=np.int64), np.array([hours[h] for h in kept]))
+        kept = sorted(h for h in observed if first <= h < last)
+        return Blocks(np.array(kept, dtype=np.int64), np.array([hours.get(h, -np.inf) for h in kept]))
 
 
 def level_statistics(
@@ -206,26 +259,42 @@ def level_statistics(
 def in_sample_statistics(
     baseline: FittedBaseline, times: np.ndarray, values: np.ndarray, settings: BudgetSettings
 ) -> dict[str, np.ndarray]:
-    """The three statistics the baseline gives to its own history (``times`` ascending)."""
+    """The anomaly and drift statistics the baseline gives to its own history (``times`` ascending)."""
     band = gated_band(baseline.predict(times), settings.min_abs_deviation, settings.min_rel_deviation)
     drift, change = level_statistics(times, values - band.expected, band.expected, baseline, settings)
     with np.errstate(invalid="ignore"):
         moved = np.abs(change) >= settings.minor_pct
     statistics = alert_statistics(anomaly_scores(values, band, settings.direction), drift, change, moved, moved)
     # verdicts are not replayed on the history (too costly), and no cheap stand-in behaves like them: the
-    # regression threshold is calibrated on the out-of-sample record alone
-    del statistics["regression"]
-    return statistics
+    # regression thresholds are calibrated on the out-of-sample record alone; the novelty alert's stand-in is
+    # the history windows' own scores (``novelty.learn``)
+    return {name: statistics[name] for name in ("anomaly", "drift")}
 
 
 def alert_statistics(
-    anomaly: np.ndarray, drift: np.ndarray, change: np.ndarray, moved: np.ndarray, verdict: np.ndarray
+    anomaly: np.ndarray,
+    drift: np.ndarray,
+    change: np.ndarray,
+    moved: np.ndarray,
+    verdict: np.ndarray,
+    novelty_score: np.ndarray | None = None,
+    age: np.ndarray | None = None,
+    ages: tuple[float, ...] = (),
 ) -> dict[str, np.ndarray]:
     """What each alert compares with its threshold, where its other conditions hold (else minus infinity: an
-    observed sample, below any level): the anomaly score; the drift score where the level moved by at least the
-    minor tier; the change % where there is a regression verdict."""
-    statistics = {"anomaly": anomaly, "drift": np.where(moved, drift, -np.inf),
-                  "regression": np.where(verdict, change, -np.inf)}  # fmt: skip
+    observed sample, below any level): the anomaly and novelty scores; the drift score where the level moved by at
+    least the minor tier; the change % where there is a regression verdict, and where that verdict had lasted
+    (``age``: seconds since the regression's start) at least each of ``ages``."""
+    missing = np.full(np.shape(anomaly), np.nan)
+    statistics = {
+        "anomaly": anomaly,
+        "novelty": missing if novelty_score is None else novelty_score,
+        "drift": np.where(moved, drift, -np.inf),
+        "regression": np.where(verdict, change, -np.inf),
+    }
+    lasted = np.zeros(np.shape(anomaly)) if age is None else np.nan_to_num(age, nan=0.0)
+    for k, start in enumerate(ages, 1):
+        statistics[f"regression@{k}"] = np.where(verdict & (lasted >= start), change, -np.inf)
     return {name: np.where(np.isnan(array), -np.inf, array) for name, array in statistics.items()}
 
 
@@ -235,9 +304,11 @@ def thresholds_for(
     values: np.ndarray,
     settings: BudgetSettings,
     record: ScoreRecord | None = None,
+    novelty_stand_in: Blocks | None = None,
 ) -> Thresholds:
-    """Calibrate the three alerts at the end of the history (``times`` ascending): on the out-of-sample
-    ``record`` where it reaches, on the baseline's scores of the history before that."""
+    """Calibrate the alerts at the end of the history (``times`` ascending): on the out-of-sample ``record``
+    where it reaches, on the baseline's scores of the history before that (for the novelty alert, the history
+    windows' own scores, ``novelty_stand_in``)."""
     if times.size == 0:
         return NO_THRESHOLDS
     now = float(times[-1])
@@ -248,18 +319,33 @@ def thresholds_for(
     history = (times >= start) & (times < online_from) & np.isfinite(values)
     statistics = in_sample_statistics(baseline, times[history], values[history], settings) if history.any() else {}
     calibrations = {}
-    for name in STATISTICS:
+    ages = settings.regression_ages
+    names = (*ALERTS, *(f"regression@{k}" for k in range(1, len(ages) + 1)))
+    for name in names:
         parts = [hourly_maxima(times[history], statistics[name])] if name in statistics else []
+        if name == "novelty" and novelty_stand_in is not None:
+            parts.append(_hours_in(novelty_stand_in, start, online_from))
         if record is not None:
             parts.append(record.blocks(name, online_from, end))
         blocks = merge(*parts)
         calibrations[name] = None
         if blocks.days * DAY >= MIN_RECORD_SECONDS:
-            calibrations[name] = calibrate(blocks, settings.floor(name), GAP_HOURS[name], settings.budget(name))
-    return Thresholds(**calibrations)
+            calibrations[name] = calibrate(
+                blocks, settings.floor(name), GAP_HOURS[alert_of(name)], settings.budget(name)
+            )
+    by_age = tuple(calibrations[f"regression@{k}"] for k in range(1, len(ages) + 1))
+    return Thresholds(calibrations["anomaly"], calibrations["drift"], calibrations["regression"],
+                      calibrations["novelty"], ages, by_age)  # fmt: skip
 
 
-def budget_settings(target: object, regression_settings: regression.RegressionSettings) -> BudgetSettings:
+def _hours_in(blocks: Blocks, since: float, until: float) -> Blocks:
+    keep = (blocks.hours * HOUR >= since) & (blocks.hours * HOUR < until)
+    return Blocks(blocks.hours[keep], blocks.maxima[keep])
+
+
+def budget_settings(
+    target: object, regression_settings: regression.RegressionSettings, step: float = 0.0
+) -> BudgetSettings:
     """The budget settings of a ``config.TargetConfig`` with its step-adjusted ``RegressionSettings``."""
     return BudgetSettings(
         max_notifications_per_day=target.max_notifications_per_day,
@@ -269,11 +355,12 @@ def budget_settings(target: object, regression_settings: regression.RegressionSe
         minor_pct=target.severity.minor,
         min_abs_deviation=target.min_abs_deviation,
         min_rel_deviation=target.min_rel_deviation,
+        step=step,
     )
 
 
 def settings_for(target: object, step: float) -> BudgetSettings:
-    return budget_settings(target, regression.settings_for(target, step))
+    return budget_settings(target, regression.settings_for(target, step), step)
 
 
 def prepare(
@@ -285,10 +372,22 @@ def prepare(
     record: ScoreRecord | None = None,
 ) -> None:
     """Everything a fresh baseline learns from its history before scoring: the reference residuals of the
-    regression verdicts, then the calibrated thresholds (the pipeline and the backtest share this)."""
-    settings = regression.settings_for(target, step)
+    regression verdicts, the novelty reference, then the calibrated thresholds (the pipeline and the backtest
+    share this). ``times`` is the fit's grid at ``step`` (NaN where missing)."""
+    settings = settings_for(target, step)
     attach_reference(baseline, times, values, exclude_recent=settings.regression_window)
-    baseline.thresholds = thresholds_for(baseline, times, values, budget_settings(target, settings), record)
+    stand_in = learn_novelty(baseline, times, values, settings)
+    baseline.thresholds = thresholds_for(baseline, times, values, settings, record, stand_in)
+
+
+def learn_novelty(
+    baseline: FittedBaseline, times: np.ndarray, values: np.ndarray, settings: BudgetSettings
+) -> Blocks | None:
+    """Set the baseline's novelty reference from its history (None without one); returns the history windows'
+    own scores, the novelty record's stand-in."""
+    learned = novelty.learn(times, values, settings.step, settings.drift_window, settings.budget("novelty"))
+    baseline.novelty = None if learned is None else learned.reference
+    return None if learned is None else learned.in_sample
 
 
 def sample_statistics(
@@ -297,12 +396,50 @@ def sample_statistics(
     change_pct: float | None,
     severity: int | None,
     minor_pct: float,
+    novelty_score: float | None = None,
+    age: float | None = None,
+    ages: tuple[float, ...] = (),
 ) -> dict[str, float]:
-    """``alert_statistics`` of one scored sample (the service's result, a backtest row)."""
+    """``alert_statistics`` of one scored sample (the service's result, a backtest row); ``age``: seconds since
+    the start of the regression, when there is one."""
     number = lambda value: np.nan if value is None else float(value)  # noqa: E731
     change = number(change_pct)
     statistics = alert_statistics(
         np.array([number(anomaly_score)]), np.array([number(drift_score)]), np.array([change]),
-        np.array([abs(change) >= minor_pct]), np.array([(severity or 0) >= 1]),
+        np.array([abs(change) >= minor_pct]), np.array([(severity or 0) >= 1]), np.array([number(novelty_score)]),
+        np.array([number(age)]), ages,
     )  # fmt: skip
     return {name: float(array[0]) for name, array in statistics.items()}
+
+
+def regression_age(timestamp: float | None, regression_start: float | None) -> float | None:
+    """Seconds since the start of a regression (None without one)."""
+    if timestamp is None or regression_start is None or not math.isfinite(regression_start):
+        return None
+    return max(float(timestamp) - float(regression_start), 0.0)
+
+
+def record_result(
+    record: ScoreRecord,
+    thresholds: Thresholds | None,
+    result: object,
+    minor_pct: float,
+    lock: AbstractContextManager | None = None,
+) -> None:
+    """What the service does with each scored result (``result``: an ``analyzer.results.SeriesResult`` after its
+    verdict): the regression threshold for its regression's age, a new sample added to the series' record (under
+    ``lock``, which guards the record against a refit copying it), and the realised rates of threshold
+    crossings."""
+    thresholds = thresholds or NO_THRESHOLDS
+    age = regression_age(result.timestamp, result.regression_start)
+    result.regression_threshold_pct = thresholds.regression_threshold_pct(minor_pct, age)
+    latest = record.latest
+    if result.timestamp is not None and (latest is None or result.timestamp > latest):  # else add() ignores it
+        statistics = sample_statistics(
+            result.anomaly_score, result.drift_score, result.change_pct, result.severity, minor_pct,
+            result.novelty_score, age, thresholds.regression_ages,
+        )  # fmt: skip
+        with lock or nullcontext():
+            record.add(result.timestamp, statistics, thresholds.by_statistic(minor_pct, age))
+    for alert in ALERTS:
+        setattr(result, f"{alert}_crossings_per_day", record.crossings_per_day(alert))

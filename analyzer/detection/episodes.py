@@ -71,14 +71,17 @@ class AlertRule:
     unless: Unless | None = None
 
 
-ANOMALY_KEEP = 1 * HOUR  # rules/perfsentinel-anomalies.yml
+ANOMALY_KEEP = 1 * HOUR  # rules/perfsentinel-anomalies.yml: anomaly and novelty
 SUSTAINED_KEEP = 3 * HOUR  # rules/perfsentinel-regressions.yml: regression tiers and drift
 DRIFT_MIN_CHANGE = AtLeast("change_pct", 5.0)  # the default minor tier: a drift smaller than that is not reported
-# regression and drift alerts add what the anomaly alert has not already sent for the series (rules never
+# novelty, drift and regression alerts add what an earlier alert has not already sent for the series (rules never
 # subtract); critical ones wait less, so a critical regression that outlasts the incident still pages
 AFTER_ANOMALY = Unless(("PerfSentinelAnomaly",), 6 * HOUR)
-AFTER_ANOMALY_OR_DRIFT = Unless(("PerfSentinelAnomaly", "PerfSentinelDrift"), 6 * HOUR)
-CRITICAL_AFTER_ANOMALY_OR_DRIFT = Unless(("PerfSentinelAnomaly", "PerfSentinelDrift"), 3 * HOUR)
+AFTER_ANOMALY_OR_NOVELTY = Unless(("PerfSentinelAnomaly", "PerfSentinelNovelty"), 6 * HOUR)
+AFTER_ANOMALY_NOVELTY_OR_DRIFT = Unless(("PerfSentinelAnomaly", "PerfSentinelNovelty", "PerfSentinelDrift"), 6 * HOUR)
+CRITICAL_AFTER_ANOMALY_NOVELTY_OR_DRIFT = Unless(
+    ("PerfSentinelAnomaly", "PerfSentinelNovelty", "PerfSentinelDrift"), 3 * HOUR
+)
 CALIBRATED_CHANGE = Exceeds("change_pct", "regression_threshold_pct")
 
 # The per-series alerts of the shipped rule files (names, thresholds and durations must match the YAML), in an
@@ -86,16 +89,18 @@ CALIBRATED_CHANGE = Exceeds("change_pct", "regression_threshold_pct")
 SHIPPED_RULES: tuple[AlertRule, ...] = (
     AlertRule("PerfSentinelAnomaly", "anomaly_score", 0.0, ANOMALY_KEEP,
               exceeds=Exceeds("anomaly_score", "anomaly_threshold")),
+    AlertRule("PerfSentinelNovelty", "novelty_score", 0.0, ANOMALY_KEEP,
+              exceeds=Exceeds("novelty_score", "novelty_threshold"), unless=AFTER_ANOMALY),
     AlertRule("PerfSentinelDrift", "drift_score", 60.0, SUSTAINED_KEEP, at_least=DRIFT_MIN_CHANGE,
-              exceeds=Exceeds("drift_score", "drift_threshold"), unless=AFTER_ANOMALY),
+              exceeds=Exceeds("drift_score", "drift_threshold"), unless=AFTER_ANOMALY_OR_NOVELTY),
     AlertRule("PerfSentinelRegressionMinor", "severity", 1800.0, SUSTAINED_KEEP, equals=1,
-              exceeds=CALIBRATED_CHANGE, unless=AFTER_ANOMALY_OR_DRIFT),
+              exceeds=CALIBRATED_CHANGE, unless=AFTER_ANOMALY_NOVELTY_OR_DRIFT),
     AlertRule("PerfSentinelRegressionSignificant", "severity", 600.0, SUSTAINED_KEEP, equals=2,
-              exceeds=CALIBRATED_CHANGE, unless=AFTER_ANOMALY_OR_DRIFT),
+              exceeds=CALIBRATED_CHANGE, unless=AFTER_ANOMALY_NOVELTY_OR_DRIFT),
     AlertRule("PerfSentinelRegressionCritical", "severity", 300.0, SUSTAINED_KEEP, equals=3,
-              exceeds=CALIBRATED_CHANGE, unless=CRITICAL_AFTER_ANOMALY_OR_DRIFT),
+              exceeds=CALIBRATED_CHANGE, unless=CRITICAL_AFTER_ANOMALY_NOVELTY_OR_DRIFT),
     AlertRule("PerfSentinelRegressionEscalated", "severity", 1800.0, SUSTAINED_KEEP, equals=2,
-              exceeds=CALIBRATED_CHANGE, unless=CRITICAL_AFTER_ANOMALY_OR_DRIFT),
+              exceeds=CALIBRATED_CHANGE, unless=CRITICAL_AFTER_ANOMALY_NOVELTY_OR_DRIFT),
 )  # fmt: skip
 
 

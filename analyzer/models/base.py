@@ -125,6 +125,7 @@ class FittedBaseline(ABC):
     # analyzer.detection.budget.Thresholds, set by budget.prepare after the reference (typed loosely: models sit
     # below detection)
     thresholds: Any = None
+    novelty: Any = None  # analyzer.detection.novelty.NoveltyReference, set by budget.prepare
     min_scale: float = 0.0  # the rounding noise of values on a lattice (counts), set by attach_reference
 
     @abstractmethod

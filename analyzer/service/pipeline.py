@@ -16,7 +16,7 @@ import numpy as np
 
 from analyzer import results as r
 from analyzer.config import Config, TargetConfig
-from analyzer.detection import budget, regression
+from analyzer.detection import budget, novelty, regression
 from analyzer.detection.scoring import anomaly_score, gated_band
 from analyzer.durations import format_duration
 from analyzer.models import Band, FitContext, FittedBaseline, get_model
@@ -424,6 +424,7 @@ class Analyzer:
             state.baseline.model, state.baseline.seasonality.name, state.note,
         )  # fmt: skip
         fill_thresholds(result, state.baseline.thresholds, target.severity.minor)
+        result.novelty_score = novelty.latest_score(state.baseline.novelty, series.timestamps, series.values, timestamp)
         return result
 
     @staticmethod
@@ -529,24 +530,16 @@ def fill_thresholds(result: r.SeriesResult, thresholds: budget.Thresholds | None
     """The calibrated alert thresholds of the baseline (the floors for a baseline stored before them)."""
     thresholds = thresholds or budget.NO_THRESHOLDS
     result.anomaly_threshold = thresholds.anomaly_threshold
+    result.novelty_threshold = thresholds.novelty_threshold
     result.drift_threshold = thresholds.drift_threshold
     result.regression_threshold_pct = thresholds.regression_threshold_pct(minor_pct)
 
 
 def record_sample(state: SeriesState, result: r.SeriesResult, minor_pct: float) -> None:
-    """Add a scored sample to the series' record (its thresholds' next calibration) and report the realised
-    rate of threshold crossings."""
-    latest = state.record.latest
-    if result.timestamp is not None and (latest is None or result.timestamp > latest):  # else add() ignores it
-        thresholds = (state.baseline.thresholds if state.baseline else None) or budget.NO_THRESHOLDS
-        statistics = budget.sample_statistics(
-            result.anomaly_score, result.drift_score, result.change_pct, result.severity, minor_pct
-        )
-        with RECORD_LOCK:
-            state.record.add(result.timestamp, statistics, thresholds.by_statistic(minor_pct))
-    result.anomaly_crossings_per_day = state.record.crossings_per_day("anomaly")
-    result.drift_crossings_per_day = state.record.crossings_per_day("drift")
-    result.regression_crossings_per_day = state.record.crossings_per_day("regression")
+    """The regression threshold for the age of the result's regression, the sample added to the series' record
+    (its thresholds' next calibration) and the realised rates of threshold crossings (``budget.record_result``)."""
+    thresholds = state.baseline.thresholds if state.baseline else None
+    budget.record_result(state.record, thresholds, result, minor_pct, RECORD_LOCK)
 
 
 def fill_verdict(result: r.SeriesResult, verdict: regression.Verdict, trend: regression.Trend | None) -> None:

@@ -118,6 +118,7 @@ def _encode(value: Any) -> Any:
 def _classes() -> dict[str, type]:
     from analyzer.detection.budget import Thresholds
     from analyzer.detection.calibration import Calibration
+    from analyzer.detection.novelty import NoveltyReference
     from analyzer.models.base import Reference
     from analyzer.models.profile import FittedProfile
     from analyzer.models.prophet import FittedProphet
@@ -135,6 +136,7 @@ def _classes() -> dict[str, type]:
             Reference,
             Thresholds,
             Calibration,
+            NoveltyReference,
         )
     }
 

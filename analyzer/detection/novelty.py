@@ -162,30 +162,36 @@ def learn(times: np.ndarray, values: np.ndarray, step: float, drift_window: floa
         return None
     finite = values[np.isfinite(values)]
     floor = RESOLUTION * max(float(np.abs(finite).max()), 1.0) if finite.size else RESOLUTION
-    every, usable = features(sliding_window_view(values, samples), floor)  # window i ends at sample i + samples - 1
+    windows_of = sliding_window_view(values, samples)  # window i ends at sample i + samples - 1
+    present = np.concatenate(([0], np.cumsum(np.isfinite(values))))
+    usable = present[samples:] - present[:-samples] >= min_finite(samples)
     ends = times[samples - 1 :]
-    kept = np.arange(every.shape[0] - 1, -1, -(samples + 1))[::-1]
+    kept = np.arange(usable.size - 1, -1, -(samples + 1))[::-1]
     training = kept[usable[kept]]
     if training.size < MIN_WINDOWS:
         return None
-    location = np.median(every[training], axis=0)
-    spread = 1.4826 * np.median(np.abs(every[training] - location), axis=0)
-    points = every.shape[1] - 2
-    spread[:points] = np.median(spread[:points])  # one unit for the sketch: distances between sketches stay W2
-    spread = np.where(spread > 0, spread, np.maximum(np.abs(location), 1.0) * RESOLUTION)
-    standard = (every - location) / spread
-    # every kept position stays (its end time follows from the last one); one with too few samples is never near
-    windows = np.where(usable[kept][:, None], standard[kept], np.inf).astype(np.float32)
-    resolution = RESOLUTION * math.sqrt(windows.shape[1]) * max(float(np.abs(standard[training]).max()), 1.0)
-    reference = NoveltyReference(
-        windows, float(ends[kept[-1]]), location, spread, 0.0, samples, step, floor, resolution
-    )
     checked = np.flatnonzero(usable)
     every_kth = max(1, checked.size // CHECKED_WINDOWS)
     if every_kth > 1:  # one window in every k, its offset cycling through 0..k-1: every phase is checked
         picks = np.arange(0, checked.size - every_kth + 1, every_kth)
         checked = checked[picks + np.arange(picks.size) % every_kth]
-    distance = nearest(standard[checked], ends[checked], reference)
+    needed = np.union1d(kept, checked)  # the embeddings of these windows only
+    embedded, _ = features(windows_of[needed], floor)
+    at = {name: np.searchsorted(needed, rows) for name, rows in (("kept", kept), ("training", training),
+                                                                  ("checked", checked))}  # fmt: skip
+    location = np.median(embedded[at["training"]], axis=0)
+    spread = 1.4826 * np.median(np.abs(embedded[at["training"]] - location), axis=0)
+    points = embedded.shape[1] - 2
+    spread[:points] = np.median(spread[:points])  # one unit for the sketch: distances between sketches stay W2
+    spread = np.where(spread > 0, spread, np.maximum(np.abs(location), 1.0) * RESOLUTION)
+    standard = (embedded - location) / spread
+    # every kept position stays (its end time follows from the last one); one with too few samples is never near
+    windows = np.where(usable[kept][:, None], standard[at["kept"]], np.inf).astype(np.float32)
+    resolution = RESOLUTION * math.sqrt(windows.shape[1]) * max(float(np.abs(standard[at["training"]]).max()), 1.0)
+    reference = NoveltyReference(
+        windows, float(ends[kept[-1]]), location, spread, 0.0, samples, step, floor, resolution
+    )
+    distance = nearest(standard[at["checked"]], ends[checked], reference)
     found = np.isfinite(distance)
     distance, checked_ends = distance[found], ends[checked][found]
     reference.scale = history_scale(hourly_maxima(checked_ends, distance), distance, budget)

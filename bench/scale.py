@@ -146,6 +146,28 @@ def workers_peak_mib(pool) -> float:
     return max(peaks, default=0.0)
 
 
+def descendants_peak_mib() -> float:
+    """Sum of the peak RSS of every process under this one (fit and assess workers, the forkserver): with the
+    service's own peak, an upper bound of what a pod's memory limit counts (shared pages are counted twice)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, ppid = int(stat.parent.name), int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM"))
+    return total
+
+
 class TimedReader:
     """Wraps the service's reader: seconds and ranges of each request, and the points decoded."""
 
@@ -202,6 +224,7 @@ def child(url: str, count: int) -> dict:
     out["score_new_s"], out["score_same_s"], out["refit_pass_s"] = score_new, score_same, refits
     out["steady_rss_mib"], out["peak_rss_mib"] = rss_mib()
     out["workers_peak_mib"] = workers_peak_mib(pool)
+    out["all_workers_peak_mib"] = descendants_peak_mib()
     pool.close()
     return out
 
@@ -250,6 +273,11 @@ def report(figures: dict, floor: float | None) -> None:
     print(f"  steady reads          {figures['steady_points_per_series_hour']:8.0f} points per series-hour")
     print(f"  RSS after the hour    {figures['steady_rss_mib']:8.0f} MiB (peak {figures['peak_rss_mib']:.0f} MiB), "
           f"fit workers {figures['workers_peak_mib']:.0f} MiB")  # fmt: skip
+    pod = figures["peak_rss_mib"] + figures["all_workers_peak_mib"]
+    print(
+        f"  all processes         {pod:8.0f} MiB (service peak + every worker's peak: what a pod's limit counts, "
+        "at most)"
+    )
 
 
 def measure(count: int, cache: Path) -> None:

@@ -168,6 +168,19 @@ def descendants_peak_mib() -> float:
     return total
 
 
+def assess_cpu_seconds(analyzer) -> float:
+    """CPU seconds used so far by the score job's assess worker processes (analyzer.service.assessing)."""
+    executor = analyzer.assessor._executor
+    total = 0.0
+    for process in list(executor._processes.values()) if executor else []:
+        try:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 class TimedReader:
     """Wraps the service's reader: seconds and ranges of each request, and the points decoded."""
 
@@ -210,18 +223,21 @@ def child(url: str, count: int) -> dict:
     out["models"] = sorted({r.model for r in snapshot.results if r.model})
     out["first_rss_peak_mib"] = rss_mib()[1]
     out["first_workers_peak_mib"] = workers_peak_mib(pool)
-    points, score_new, score_same, refits = reader.points_read, [], [], []
+    points, score_new, score_same, refits, score_cpu = reader.points_read, [], [], [], []
     for minute in range(1, 61):
         now = clock["now"] = T0 + 60.0 * minute
         if minute % 15 == 0:
             started = time.perf_counter()
             analyzer.refit(now)
             refits.append(time.perf_counter() - started)
-        started = time.perf_counter()
+        started, service_cpu, workers_cpu = time.perf_counter(), time.process_time(), assess_cpu_seconds(analyzer)
         analyzer.score(now)
         (score_new if minute % 5 == 0 else score_same).append(time.perf_counter() - started)
+        if minute % 5 == 0:
+            score_cpu.append((time.process_time() - service_cpu, assess_cpu_seconds(analyzer) - workers_cpu))
     out["steady_points_per_series_hour"] = (reader.points_read - points) / count
     out["score_new_s"], out["score_same_s"], out["refit_pass_s"] = score_new, score_same, refits
+    out["score_new_cpu_s"] = [float(np.median(column)) for column in zip(*score_cpu, strict=True)]
     out["steady_rss_mib"], out["peak_rss_mib"] = rss_mib()
     out["workers_peak_mib"] = workers_peak_mib(pool)
     out["all_workers_peak_mib"] = descendants_peak_mib()
@@ -267,6 +283,10 @@ def report(figures: dict, floor: float | None) -> None:
     new, same = figures["score_new_s"], figures["score_same_s"]
     print(f"  score, new samples    {np.median(new):8.2f} s   median of {len(new)} runs "
           f"({n / np.median(new):,.0f} series/s, verdicts on)")  # fmt: skip
+    service_cpu, workers_cpu = figures["score_new_cpu_s"]
+    cores = (service_cpu + workers_cpu) / np.median(new)
+    print(f"                        CPU per series {1000 * service_cpu / n:.3f} ms service + "
+          f"{1000 * workers_cpu / n:.3f} ms assess workers; {cores:.2f} cores busy")  # fmt: skip
     print(f"  score, no new sample  {np.median(same):8.2f} s   median of {len(same)} runs "
           f"({n / np.median(same):,.0f} series/s)")  # fmt: skip
     print(f"  refit pass (1/4)      {np.median(figures['refit_pass_s']):8.1f} s   median of 4")

@@ -237,10 +237,11 @@ SERIES_FIELDS: list[SeriesField] = [
                 attrgetter("anomaly_threshold"), repetitive=True),
     SeriesField("novelty_threshold", "Calibrated novelty score threshold of the series (at least 1.0): "
                 "PerfSentinelNovelty fires above it; set as perfsentinel_anomaly_threshold is, for a quarter of "
-                "the budget.", attrgetter("novelty_threshold"), repetitive=True),
-    SeriesField("drift_threshold", "Calibrated drift score threshold of the series (at least 1.0), set as "
-                "perfsentinel_anomaly_threshold is, for a quarter of the budget.", attrgetter("drift_threshold"),
+                "the budget; +Inf until the series' own record holds two days.", attrgetter("novelty_threshold"),
                 repetitive=True),
+    SeriesField("drift_threshold", "Calibrated drift score threshold of the series (at least 1.0), set as "
+                "perfsentinel_anomaly_threshold is, for a quarter of the budget; +Inf until the series' own "
+                "record holds two days.", attrgetter("drift_threshold"), repetitive=True),
     SeriesField("regression_threshold_ratio", "Calibrated change ratio a regression alert of the series needs "
                 "(at least the minor tier), set as perfsentinel_anomaly_threshold is, for a quarter of the "
                 "budget; for a regression that has lasted the regression window, the lower threshold calibrated "

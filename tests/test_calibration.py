@@ -356,6 +356,81 @@ def test_a_step_on_a_quiet_series_is_still_found(tmp_path: Path) -> None:
     assert frame["alert"].to_numpy()[~after].sum() <= 2
 
 
+REGRESSION_WINDOW = 6 * HOUR  # the default
+
+
+def wandering(seed: int, days: float = 5.0, rise_at: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A daily pattern over a slowly wandering level (AR(1), rho 0.995 a 5-minute step: a memory of about 17
+    hours, 5% of the level) plus 2% noise: a fit follows such wanders in sample, so the scores a baseline gives its
+    own history are smaller than the ones it gives to what comes next. With ``rise_at`` (seconds after the start),
+    a sustained 30% rise from then on."""
+    rng = np.random.default_rng(seed)
+    times = 1_767_571_200.0 + 300.0 * np.arange(int(days * DAY / 300.0))
+    shocks = rng.standard_normal(times.size) * 5.0 * np.sqrt(1 - 0.995**2)
+    level = np.zeros(times.size)
+    for i in range(1, times.size):
+        level[i] = 0.995 * level[i - 1] + shocks[i]
+    daily = 100.0 * (1.0 + 0.2 * np.sin(2 * np.pi * (times % DAY) / DAY))
+    values = daily + level + 2.0 * rng.standard_normal(times.size)
+    if rise_at is not None:
+        values = np.where(times >= times[0] + rise_at, 1.3 * values, values)
+    return times, values
+
+
+def first_days_notifications(tmp_path: Path, seeds: range) -> tuple[dict[str, int], list[pd.DataFrame]]:
+    """New series (two days of history, the shipped min_history, then three of scoring): notifications of each
+    alert in their first two days of scoring, summed over the seeds; and the backtests."""
+    counts: dict[str, int] = {}
+    frames = []
+    for seed in seeds:
+        times, values = wandering(seed)
+        frame = replayed(tmp_path, times, values, f"new-{seed}")
+        scored = np.isfinite(frame["expected"].to_numpy())
+        first = scored & (times < times[scored][0] + 2 * DAY)
+        for name, rows in episodes.rule_onsets(frame, times, interval=RULE_EVALUATION_INTERVAL).items():
+            alert = name.removeprefix("PerfSentinel")
+            counts[alert] = counts.get(alert, 0) + int(rows[first].sum())
+        frames.append(frame)
+    return counts, frames
+
+
+def test_drift_and_novelty_alerts_wait_for_two_days_of_out_of_sample_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Six new series without a change. Thresholds set on the history's own (in-sample) drift and novelty scores
+    are crossed in the series' first days of scoring; armed only once the out-of-sample record holds two days,
+    those alerts do not notify then, and once armed their thresholds are calibrated (finite)."""
+    monkeypatch.setattr(budget, "ARMED_AFTER", 0.0)
+    on_stand_in, _ = first_days_notifications(tmp_path, range(6))
+    assert on_stand_in.get("Drift", 0) + on_stand_in.get("Novelty", 0) >= 3  # the stand-ins under-state
+    monkeypatch.undo()
+    armed, frames = first_days_notifications(tmp_path, range(6))
+    assert armed.get("Drift", 0) == armed.get("Novelty", 0) == 0
+    assert armed.get("Anomaly", 0) == on_stand_in.get("Anomaly", 0)  # the anomaly alert is unchanged
+    for frame in frames:
+        times = (pd.to_datetime(frame["timestamp"]) - pd.Timestamp(0)).dt.total_seconds().to_numpy()
+        scored = np.isfinite(frame["expected"].to_numpy())
+        held = times - times[scored][0] - REGRESSION_WINDOW  # the record leaves the last regression window out
+        for column in ("drift_threshold", "novelty_threshold"):
+            thresholds = frame[column].to_numpy()
+            assert np.isinf(thresholds[scored & (held < budget.ARMED_AFTER)]).all()
+            assert np.isfinite(thresholds[scored & (held >= budget.ARMED_AFTER + 4 * HOUR)]).all()
+
+
+def test_a_rise_in_a_new_series_first_days_is_still_notified(tmp_path: Path) -> None:
+    """The same new series with a sustained 30% rise a day into scoring, before the drift and novelty alerts are
+    armed: notified within two hours (the anomaly alert), and the drift and novelty alerts notify nothing from the
+    start of scoring to the rise."""
+    for seed in range(3):
+        times, values = wandering(seed, rise_at=3 * DAY)
+        frame = replayed(tmp_path, times, values, f"rise-{seed}")
+        after = times >= times[0] + 3 * DAY
+        assert frame["alert"].to_numpy()[after][:24].any(), seed
+        starts = episodes.rule_onsets(frame, times, interval=RULE_EVALUATION_INTERVAL)
+        for name in ("PerfSentinelDrift", "PerfSentinelNovelty"):
+            assert not starts[name][~after].any(), (seed, name)
+
+
 def test_a_sustained_60_percent_step_on_a_bursty_count_series_is_notified(tmp_path: Path) -> None:
     """Bursts give verdicts of hundreds of % that last an hour or so, and the threshold calibrated on every
     verdict rises above them. A 60% step is far beyond that series' sustained variation: once its regression has

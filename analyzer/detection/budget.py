@@ -1,4 +1,4 @@
-"""The notification budget of one series: the thresholds of its three alerts (anomaly, drift, regression) are
+"""The notification budget of one series: the thresholds of its alerts (anomaly, novelty, drift, regression) are
 calibrated at each refit on the series' own record of those statistics (``analyzer.detection.calibration``), so that on
 data like that record each alert starts at most its share of ``max_notifications_per_day`` episodes a day.
 
@@ -7,7 +7,16 @@ after the baseline scoring them was fitted (out of sample, ``ScoreRecord``). Sco
 own training data are smaller than that, because the fit follows the history's slow wanders and level
 changes; calibrated on them alone, an AR(1)-like series paged eight times its budget. Until the record covers
 14 days (after a start, or for a new series), the part it does not cover is filled with the new baseline's
-in-sample scores of the history.
+in-sample scores of the history (the stand-in).
+
+The drift and novelty alerts notify only once the out-of-sample record holds ``ARMED_AFTER`` (two days; their
+thresholds are +inf before). Their stand-ins are the least like what comes next: an hour's level is what a fit
+follows in sample, and a history window's pattern is in the reference it is compared with. On nab-dev, new
+series crossed thresholds set on them in their first two days of scoring about eight times as often as the two
+alerts' shares allow (27 of the 41 notifications of those days, 3 of them in a labelled window). Two days is the
+least record with two peaks of its own above the level exceeded about once a day, the peaks the calibration's
+tail is fitted to. The anomaly alert (one sample) and the regression alerts (no stand-in; the floor until the
+record holds half a day) notify from the start, so a new series' incidents are still reported.
 
 The last ``regression_window`` of the record is left out, so a change under way does not raise the threshold
 that should report it. The shares add up to the budget, a quarter to each of the four alerts: the anomaly
@@ -28,7 +37,7 @@ import json
 import math
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -43,6 +52,8 @@ HOUR = 3600.0
 DAY = 86400.0
 RECORD_SECONDS = 14 * DAY
 MIN_RECORD_SECONDS = DAY / 2  # a shorter record gives no calibration: the floor applies
+ARMED_AFTER = 2 * DAY  # out-of-sample record the alerts of ARMED_LATE need before they may notify
+ARMED_LATE = ("novelty", "drift")  # alerts whose stand-in under-states what comes next the most
 ALERTS = ("anomaly", "novelty", "drift", "regression")
 SHARES = {"anomaly": 0.25, "novelty": 0.25, "drift": 0.25, "regression": 0.25}
 ANOMALY_FLOOR = 1.0  # the edge of the band
@@ -308,7 +319,8 @@ def thresholds_for(
 ) -> Thresholds:
     """Calibrate the alerts at the end of the history (``times`` ascending): on the out-of-sample ``record``
     where it reaches, on the baseline's scores of the history before that (for the novelty alert, the history
-    windows' own scores, ``novelty_stand_in``)."""
+    windows' own scores, ``novelty_stand_in``); the alerts of ``ARMED_LATE`` unarmed while the record holds less
+    than ``ARMED_AFTER``."""
     if times.size == 0:
         return NO_THRESHOLDS
     now = float(times[-1])
@@ -319,6 +331,7 @@ def thresholds_for(
     history = (times >= start) & (times < online_from) & np.isfinite(values)
     statistics = in_sample_statistics(baseline, times[history], values[history], settings) if history.any() else {}
     calibrations = {}
+    held = 0.0 if record is None else record.blocks(ALERTS[0], online_from, end).days * DAY  # out of sample
     ages = settings.regression_ages
     names = (*ALERTS, *(f"regression@{k}" for k in range(1, len(ages) + 1)))
     for name in names:
@@ -333,9 +346,19 @@ def thresholds_for(
             calibrations[name] = calibrate(
                 blocks, settings.floor(name), GAP_HOURS[alert_of(name)], settings.budget(name)
             )
+        if alert_of(name) in ARMED_LATE and held < ARMED_AFTER:
+            calibrations[name] = unarmed(calibrations[name], blocks, settings.floor(name), settings.budget(name))
     by_age = tuple(calibrations[f"regression@{k}"] for k in range(1, len(ages) + 1))
     return Thresholds(calibrations["anomaly"], calibrations["drift"], calibrations["regression"],
                       calibrations["novelty"], ages, by_age)  # fmt: skip
+
+
+def unarmed(calibration: Calibration | None, blocks: Blocks, floor: float, budget: float) -> Calibration:
+    """``calibration`` with a threshold of +inf: the alert does not notify until its out-of-sample record holds
+    ``ARMED_AFTER``."""
+    if calibration is None:
+        return Calibration(math.inf, floor, budget, 0.0, blocks.days)
+    return replace(calibration, threshold=math.inf)
 
 
 def _hours_in(blocks: Blocks, since: float, until: float) -> Blocks:

@@ -102,8 +102,8 @@ DESCRIPTIONS = {
     "targets[].fdr": "Benjamini-Hochberg false discovery rate over all series of a score run",
     "targets[].split_correction": "`true`: correct a change point's p-value for the choice of segment (fewer "
     "false verdicts, slower detection)",
-    "targets[].max_notifications_per_day": "notification budget of each series, all its alerts together (half "
-    "to the anomaly alert, a quarter each to drift and regressions): at each refit the alert thresholds are "
+    "targets[].max_notifications_per_day": "notification budget of each series, all its alerts together (a "
+    "quarter each to the anomaly, novelty, drift and regression alerts): at each refit the alert thresholds are "
     "calibrated on the series' own record so that data like it would page at most this often "
     "([alerting](alerting.md#the-notification-budget))",
     "targets[].severity": "where the regression tiers start, in % of the expected value (section below)",

@@ -202,6 +202,7 @@ class TimedReader:
 def child(url: str, count: int) -> dict:
     from analyzer.models.fitting import FitPool
     from analyzer.prometheus.reader import PrometheusReader
+    from analyzer.service import heap
     from analyzer.service.pipeline import Analyzer
 
     config = config_for(url, count)
@@ -213,6 +214,7 @@ def child(url: str, count: int) -> dict:
     out: dict = {"series": count}
     started = time.perf_counter()
     analyzer.refit(T0)
+    heap.settle()  # as the service's refit job does
     out["refit_s"] = time.perf_counter() - started
     out["refit_read_s"], out["refit_points"] = timed.seconds, reader.points_read
     out["refit_ranges"] = list(timed.ranges)
@@ -229,6 +231,7 @@ def child(url: str, count: int) -> dict:
         if minute % 15 == 0:
             started = time.perf_counter()
             analyzer.refit(now)
+            heap.settle()
             refits.append(time.perf_counter() - started)
         started, service_cpu, workers_cpu = time.perf_counter(), time.process_time(), assess_cpu_seconds(analyzer)
         analyzer.score(now)

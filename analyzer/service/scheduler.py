@@ -32,6 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from analyzer.results import Snapshot
+from analyzer.service import heap
 from analyzer.service.pipeline import Analyzer
 from analyzer.service.runlog import (
     RunCounter,
@@ -104,6 +105,7 @@ class Service:
         started, before = time.monotonic(), self.counter.counts()
         try:
             self.analyzer.refit()
+            heap.settle()  # the new baselines are long-lived: out of the score runs' collections
             if not self.stopped.is_set():
                 states = dict(self.analyzer.states)  # a refit replaces a target's dict, never changes it
                 log_run("refit", refit_figures(states, before, self.counter.counts()), time.monotonic() - started)

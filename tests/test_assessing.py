@@ -3,47 +3,30 @@
 
 from __future__ import annotations
 
-import threading
-
-import numpy as np
-
-from analyzer.config import build_config
 from analyzer.models.fitting import FitPool
-from analyzer.series import grid
 from analyzer.service.assessing import MIN_POOLED
 from analyzer.service.pipeline import Analyzer
 from analyzer.synthetic import generate, inject_step
+from tests.generated import GeneratedReader, one_target_config
 
 STEP = 300.0
 END = 1_767_571_200.0
 COUNT = MIN_POOLED + 50
 
 
-class Generated:
-    cancelled = threading.Event()
-    points_read = 0
-
-    def __init__(self) -> None:
-        self.series = []
-        for i in range(COUNT):
-            data = generate(days=8, step=STEP, level=0.2 + 0.001 * i, noise=0.04, seed=i, end=END + 3 * 3600)
-            if i % 10 == 0:  # a step that starts 5 hours before END: verdicts build up over the runs
-                inject_step(data, END - 5 * 3600, 0.6 + 0.05 * (i % 7))
-            self.series.append(data)
-
-    def read_matrix(self, query, start, end, step, sink, **limits) -> int:
-        times = grid(start, end, step)
-        for i, data in enumerate(self.series):
-            sink({"service": f"s{i}"}, times, np.interp(times, data.timestamps, data.values, np.nan, np.nan))
-        return len(self.series)
-
-    def query(self, query, at):
-        return []
+def generated() -> GeneratedReader:
+    """Every tenth series gets a step 5 hours before END: verdicts build up over the runs."""
+    series = []
+    for i in range(COUNT):
+        data = generate(days=8, step=STEP, level=0.2 + 0.001 * i, noise=0.04, seed=i, end=END + 3 * 3600)
+        if i % 10 == 0:
+            inject_step(data, END - 5 * 3600, 0.6 + 0.05 * (i % 7))
+        series.append(data)
+    return GeneratedReader(series)
 
 
-def runs(workers: int, reader: Generated) -> list[list[tuple]]:
-    config = build_config({"prometheus": {"url": "http://127.0.0.1:1"}, "targets": [
-        {"name": "lat", "query": "q", "kind": "latency", "history": "7d", "model": "profile"}]}, env={})  # fmt: skip
+def runs(workers: int, reader: GeneratedReader) -> list[list[tuple]]:
+    config = one_target_config("7d")
     pool = FitPool(1)
     analyzer = Analyzer(config, reader, pool=pool, clock=lambda: END)
     analyzer.assessor.workers = workers
@@ -60,7 +43,7 @@ def runs(workers: int, reader: Generated) -> list[list[tuple]]:
 
 
 def test_pooled_and_inline_evidence_give_the_same_verdicts():
-    reader = Generated()
+    reader = generated()
     inline, pooled = runs(1, reader), runs(2, reader)
     assert pooled == inline
     last = {row[0]: row for row in inline[-1]}

@@ -3,51 +3,29 @@ longer than the window reads it whole, and with state_dir a restart reads only w
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
-from analyzer.config import build_config
 from analyzer.models.fitting import FitPool
 from analyzer.series import grid
 from analyzer.service.history import OVERLAP_STEPS, TargetHistory, load_history, save_history
 from analyzer.service.pipeline import Analyzer
 from analyzer.synthetic import generate
+from tests.generated import GeneratedReader, one_target_config
 
 STEP = 300.0
 END = 1_767_571_200.0
 
 
-class CountingReader:
-    """Serves generated series on the requested grid (up to ``now``) and counts the points it returns."""
-
-    cancelled = threading.Event()
-
-    def __init__(self, count: int, until: float) -> None:
-        self.series = [generate(days=12, step=STEP, level=0.2 + 0.01 * i, seed=i, end=until) for i in range(count)]
-        self.points_read = 0
-        self.ranges: list[tuple[float, float]] = []
-
-    def read_matrix(self, query, start, end, step, sink, **limits) -> int:
-        times = grid(start, end, step)
-        self.ranges.append((start, end))
-        for i, data in enumerate(self.series):
-            values = np.interp(times, data.timestamps, data.values, np.nan, np.nan)
-            sink({"service": f"s{i}"}, times, values)
-            self.points_read += int(np.isfinite(values).sum())
-        return len(self.series)
-
-    def query(self, query, at):
-        return []
+def counting_reader(count: int, until: float) -> GeneratedReader:
+    """Generated series up to ``until``, served on the requested grid; the reader counts the points it returns."""
+    return GeneratedReader(
+        [generate(days=12, step=STEP, level=0.2 + 0.01 * i, seed=i, end=until) for i in range(count)]
+    )
 
 
 def config(state_dir: str | None = None):
-    raw = {
-        "prometheus": {"url": "http://127.0.0.1:1"},
-        "targets": [{"name": "lat", "query": "q", "kind": "latency", "history": "7d", "model": "profile"}],
-    }
-    return build_config({**raw, **({"state_dir": state_dir} if state_dir else {})}, env={})  # fmt: skip
+    return one_target_config("7d", state_dir)
 
 
 def values_of(history: TargetHistory) -> dict[str, np.ndarray]:
@@ -106,7 +84,7 @@ def run(analyzer: Analyzer, now: float) -> list:
 
 
 def test_in_steady_state_a_score_reads_the_new_samples_and_a_refit_reads_nothing_more():
-    reader = CountingReader(5, END + 3600)
+    reader = counting_reader(5, END + 3600)
     pool = FitPool(1)
     analyzer = Analyzer(config(), reader, pool=pool, clock=lambda: END)
     run(analyzer, END)
@@ -126,7 +104,7 @@ def test_in_steady_state_a_score_reads_the_new_samples_and_a_refit_reads_nothing
 
 def test_a_restart_with_state_dir_reads_only_what_came_since_and_scores_the_same(tmp_path):
     later = END + 1800
-    reader = CountingReader(4, later)
+    reader = counting_reader(4, later)
     kept = Analyzer(config(str(tmp_path / "kept")), reader, pool=FitPool(1), clock=lambda: END)
     run(kept, END)
     kept.save_records()  # what the service does at shutdown
@@ -152,7 +130,7 @@ def test_an_unreadable_saved_history_is_counted_and_the_window_read_again(tmp_pa
     (tmp_path / "history").mkdir()
     (tmp_path / "history" / "lat").write_bytes(b"not a history file")
     telemetry = Errors()
-    reader = CountingReader(2, END)
+    reader = counting_reader(2, END)
     analyzer = Analyzer(config(str(tmp_path)), reader, telemetry, pool=FitPool(1), clock=lambda: END)
     assert telemetry.operations == ["history"]
     assert all(r.status == "ok" for r in run(analyzer, END))

@@ -3,47 +3,26 @@ computed in the fit worker (analyzer.service.learning), not one series after ano
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
-from analyzer.config import build_config
 from analyzer.detection import budget
 from analyzer.models.fitting import FitPool
-from analyzer.series import grid
 from analyzer.service.pipeline import Analyzer
 from analyzer.state.store import BaselineStore
 from analyzer.synthetic import generate
+from tests.generated import GeneratedReader, one_target_config
 
 END = 1_767_571_200.0
 
 
-class Generated:
-    """A reader serving generated series (the fit path is under test here, not reading)."""
-
-    cancelled = threading.Event()
-    points_read = 0
-
-    def __init__(self, count: int) -> None:
-        self.series = [generate(days=10, step=300, level=0.2 + 0.01 * i, seed=i, end=END) for i in range(count)]
-
-    def read_matrix(self, query, start, end, step, sink, **limits) -> int:
-        times = grid(start, end, step)
-        for i, data in enumerate(self.series):
-            sink({"service": f"s{i}"}, times, np.interp(times, data.timestamps, data.values, np.nan, np.nan))
-        return len(self.series)
-
-    def query(self, query, at):
-        return []
+def generated(count: int) -> GeneratedReader:
+    """Generated series (the fit path is under test here, not reading)."""
+    return GeneratedReader([generate(days=10, step=300, level=0.2 + 0.01 * i, seed=i, end=END) for i in range(count)])
 
 
 def config(state_dir: str | None = None):
-    raw = {
-        "prometheus": {"url": "http://127.0.0.1:1"},
-        "targets": [{"name": "lat", "query": "q", "kind": "latency", "history": "10d", "model": "profile"}],
-    }
-    return build_config({**raw, **({"state_dir": state_dir} if state_dir else {})}, env={})  # fmt: skip
+    return one_target_config("10d", state_dir)
 
 
 def test_the_service_process_prepares_no_fit_itself(monkeypatch):
@@ -56,7 +35,7 @@ def test_the_service_process_prepares_no_fit_itself(monkeypatch):
     monkeypatch.setattr(budget, "prepare", fail)
     pool = FitPool(2)
     try:
-        analyzer = Analyzer(config(), Generated(6), pool=pool, clock=lambda: END)
+        analyzer = Analyzer(config(), generated(6), pool=pool, clock=lambda: END)
         analyzer.refit(END)
     finally:
         pool.close()
@@ -72,7 +51,7 @@ def test_a_stored_baseline_keeps_its_reference_and_thresholds(tmp_path, workers)
     thresholds fell to their floors until the series' next refit."""
     pool = FitPool(workers)
     try:
-        analyzer = Analyzer(config(str(tmp_path)), Generated(2), pool=pool, clock=lambda: END)
+        analyzer = Analyzer(config(str(tmp_path)), generated(2), pool=pool, clock=lambda: END)
         analyzer.refit(END)
     finally:
         pool.close()

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -60,3 +64,20 @@ def wait_for(predicate, timeout: float, step: float = 0.1):
             return value
         time.sleep(step)
     return predicate()
+
+
+@contextmanager
+def killed_if_left(service: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """A service started for a test is killed if the block fails before it stopped (no orphan after a failure)."""
+    try:
+        yield service
+    finally:
+        if service.poll() is None:
+            service.kill()
+            service.wait()
+
+
+def stop_cleanly(service: subprocess.Popen) -> None:
+    """SIGTERM, as Kubernetes and systemd stop it: the service must exit 0."""
+    service.send_signal(signal.SIGTERM)
+    assert service.wait(timeout=30) == 0

@@ -8,7 +8,6 @@ import base64
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from analyzer.prometheus.credentials import redact, redact_logs, redact_url
 from analyzer.prometheus.localprom import BackfillSeries, free_port, wait_http
 from analyzer.prometheus.reader import PrometheusReader
 from analyzer.synthetic import generate
+from tests.procs import killed_if_left, stop_cleanly
 
 PASSWORD = "s3cr3t-Pa55"
 TOKEN = "tok-9f8e7d6c5b4a"
@@ -335,18 +335,13 @@ def test_the_service_never_logs_or_exports_the_url_password(tmp_path: Path) -> N
     with open(log, "w") as output:
         service = subprocess.Popen([sys.executable, "-m", "analyzer", "run", "--config", str(config), "--listen",
                                     f"127.0.0.1:{port}"], stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
+    with killed_if_left(service):
         wait_http(f"http://127.0.0.1:{port}/healthz", 60, service)
         deadline = time.monotonic() + 60
         while "connection_error" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.5)
         metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-        service.send_signal(signal.SIGTERM)
-        assert service.wait(timeout=30) == 0
-    finally:
-        if service.poll() is None:
-            service.kill()
-            service.wait()
+        stop_cleanly(service)
     text = log.read_text()
     assert "alice:***@127.0.0.1" in text, text
     assert PASSWORD not in text and PASSWORD not in metrics

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from analyzer.commands.logs import JsonFormatter
 from analyzer.prometheus.localprom import BackfillSeries, free_port, wait_http
 from analyzer.service.runlog import SchedulerChatter
 from analyzer.synthetic import generate
-from tests.procs import wait_for
+from tests.procs import killed_if_left, stop_cleanly, wait_for
 
 pytestmark = pytest.mark.integration
 STEP = 300.0
@@ -63,15 +62,10 @@ def test_one_json_line_per_run_with_its_figures_and_no_scheduler_chatter(start_p
         service = subprocess.Popen([sys.executable, "-m", "analyzer", "--log-format", "json", "run", "--config",
                                     str(config), "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
                                    stderr=output)  # fmt: skip
-    try:
+    with killed_if_left(service):
         wait_http(f"http://127.0.0.1:{port}/healthz", 60, service)
         assert wait_for(lambda: score_runs(f"http://127.0.0.1:{port}/metrics") >= 4, 120, 0.5), log.read_text()
-        service.send_signal(signal.SIGTERM)
-        assert service.wait(timeout=30) == 0
-    finally:
-        if service.poll() is None:
-            service.kill()
-            service.wait()
+        stop_cleanly(service)
     lines = [json.loads(line) for line in log.read_text().splitlines()]  # every line is one JSON object
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
     chatter = [line["message"] for line in lines if "Running job" in line["message"] or

@@ -5,7 +5,6 @@ the first run after Prometheus is back succeeds again. rules/tests/selfmonitorin
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from analyzer.prometheus.localprom import BackfillSeries, free_port, wait_http
 from analyzer.synthetic import generate
-from tests.procs import wait_for
+from tests.procs import killed_if_left, stop_cleanly, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +78,7 @@ def test_score_runs_fail_while_prometheus_is_down_and_succeed_when_it_is_back(st
     with open(log, "w") as output:
         service = subprocess.Popen([sys.executable, "-m", "analyzer", "run", "--config", str(config), "--listen",
                                     f"127.0.0.1:{port}"], stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
-    try:
+    with killed_if_left(service):
         wait_http(f"http://127.0.0.1:{port}/healthz", 60, service)
         healthy = wait_for(lambda: (s := Scrape(metrics)).score_runs("success") >= 2 and s, 120, 0.5)
         assert healthy, log.read_text()
@@ -102,11 +101,6 @@ def test_score_runs_fail_while_prometheus_is_down_and_succeed_when_it_is_back(st
         assert recovered, log.read_text()
         assert recovered.score_runs("success") > later.score_runs("success")
         assert recovered.query_success["latency"] == 1.0
-        service.send_signal(signal.SIGTERM)
-        assert service.wait(timeout=30) == 0
-    finally:
-        if service.poll() is None:
-            service.kill()
-            service.wait()
+        stop_cleanly(service)
     text = log.read_text()
     assert "Traceback" not in text and "score run failed: no target could be read" in text, text

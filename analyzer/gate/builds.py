@@ -42,9 +42,6 @@ from analyzer.gate.changepoints import (
 )
 from analyzer.gate.check import (
     FAIL,
-    PASS,
-    TIERS,
-    UNDECIDED,
     WARN,
     BudgetOutcome,
     CheckResult,
@@ -52,6 +49,8 @@ from analyzer.gate.check import (
     SeriesCheck,
     evaluate_budget,
     exit_code,
+    settle_verdict,
+    significantly_worse,
 )
 from analyzer.gate.recommendations import ACCEPT_BASELINE, ADJUST_BUDGET, INVESTIGATE, Event, Recommendation
 from analyzer.gate.timewindows import parse_time
@@ -402,27 +401,8 @@ class BuildsChecker:
 
     def _decide(self, outcome: MetricOutcome) -> None:
         item, options = outcome.item, self.options
-        comparison = item.comparison
-        regressed = (
-            outcome.regression_start is not None
-            and comparison is not None
-            and item.q_value is not None
-            and item.q_value <= options.alpha
-            and comparison.worse
-        )
-        if regressed:
-            item.severity = stats.severity_for(comparison.change_pct, options.thresholds)  # type: ignore[union-attr]
-        budget_breached = item.budget is not None and not item.budget.passed
-        gated = item.severity != "none" and TIERS.index(item.severity) >= TIERS.index(item.fail_on)
-        if gated or budget_breached:
-            item.verdict = FAIL
-        elif item.severity != "none":
-            item.verdict = WARN
-        elif outcome.decided:
-            item.verdict = PASS
-        else:
-            item.verdict = UNDECIDED
-        if budget_breached and not gated:
+        regressed = outcome.regression_start is not None and significantly_worse(item, options.alpha)
+        if settle_verdict(item, regressed, outcome.decided, options.thresholds):
             item.reason = "budget breached" + (f"; {item.reason}" if item.reason else "")
         if item.verdict in (FAIL, WARN):
             self._explain(outcome)

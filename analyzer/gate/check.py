@@ -332,6 +332,32 @@ def change_start(values: np.ndarray, times: np.ndarray, reference_tail: int, dir
 
 
 # ---------------------------------------------------------------- the check
+
+
+def significantly_worse(item: SeriesCheck, alpha: float) -> bool:
+    """The item's change is worse and significant after the run's false-discovery control."""
+    comparison = item.comparison
+    return comparison is not None and item.q_value is not None and item.q_value <= alpha and comparison.worse
+
+
+def settle_verdict(item: SeriesCheck, regressed: bool, decided: bool, thresholds: stats.SeverityThresholds) -> bool:
+    """The item's severity (when ``regressed``) and verdict: fail at or above its ``fail_on`` tier or over its
+    budget, warn below it, pass when ``decided``, else undecided. Returns whether only the budget failed it."""
+    if regressed:
+        item.severity = stats.severity_for(item.comparison.change_pct, thresholds)  # type: ignore[union-attr]
+    budget_breached = item.budget is not None and not item.budget.passed
+    gated = item.severity != "none" and TIERS.index(item.severity) >= TIERS.index(item.fail_on)
+    if gated or budget_breached:
+        item.verdict = FAIL
+    elif item.severity != "none":
+        item.verdict = WARN
+    elif decided:
+        item.verdict = PASS
+    else:
+        item.verdict = UNDECIDED
+    return budget_breached and not gated
+
+
 class Checker:
     def __init__(
         self,
@@ -557,26 +583,9 @@ class Checker:
             item.q_value = float(q)
 
     def _decide(self, item: SeriesCheck, target: TargetConfig, events: list[Event]) -> None:
-        comparison = item.comparison
-        regressed = (
-            comparison is not None
-            and item.q_value is not None
-            and item.q_value <= self.options.alpha
-            and comparison.worse
-        )
-        if regressed:
-            item.severity = stats.severity_for(comparison.change_pct, self.options.thresholds)  # type: ignore[union-attr]
-        budget_breached = item.budget is not None and not item.budget.passed
-        gated = item.severity != "none" and TIERS.index(item.severity) >= TIERS.index(item.fail_on)
-        if gated or budget_breached:
-            item.verdict = FAIL
-        elif item.severity != "none":
-            item.verdict = WARN
-        elif comparison is not None:
-            item.verdict = PASS
-        else:
-            item.verdict = UNDECIDED
-        if budget_breached and not item.reason and not gated:
+        regressed = significantly_worse(item, self.options.alpha)
+        only_budget = settle_verdict(item, regressed, item.comparison is not None, self.options.thresholds)
+        if only_budget and not item.reason:
             item.reason = "budget breached"
         if item.verdict in (FAIL, WARN):
             if item.change_data is not None:

@@ -8,7 +8,7 @@ in-process (``analyzer.commands.backtest.read_input`` and ``backtest``, the CLI'
 cadence); its ``alert`` column marks the rows where a shipped alerting rule starts a notification. Only rows
 with a fitted baseline (finite ``expected``) count. The first week of scoring is reported apart ("first week":
 the record that calibrates the thresholds is still short, and the part it does not cover is filled with
-in-sample scores); the other columns are the steady state after it. Per rule group (anomaly, novelty, drift,
+in-sample scores); the other columns are the steady state after it. Per rule group (anomaly, novelty,
 regression) a row counts once however many rules of the group start there, so the groups can add up to a little
 more than the total. The fits of a series run in its own process (``FitPool(1)``), two series at a time.
 
@@ -47,7 +47,7 @@ NOISE = 0.05  # relative to the level
 DAILY = 0.2  # amplitude of the daily sinusoid, relative to the level
 NULL_FAMILIES = ("gauss", "student", "ar1", "counts", "lowcount", "sparse", "regimes")
 FAMILIES = (*NULL_FAMILIES, "spiky")
-GROUPS = ("anomaly", "novelty", "drift", "regression")
+GROUPS = ("anomaly", "novelty", "regression")
 WARM_UP_DAYS = 7.0  # pages in the first week of scoring are reported apart: the record is still short
 
 

@@ -216,7 +216,8 @@ def overview() -> db.Dashboard:
                            "threshold (perfsentinel_anomaly_threshold): PerfSentinelAnomaly's condition. Outside the "
                            "band but below it does not count.", f"count({ABOVE_ANOMALY}) or vector(0)", "orange"))
         .with_panel(single("Drifting", "Series whose drift score is above their calibrated drift threshold and "
-                           "whose level moved by at least 5%: PerfSentinelDrift's condition.",
+                           "whose level moved by at least 5%. For graphs: no alert reads the drift score (a "
+                           "sustained change is what the regression and novelty alerts report).",
                            f"count({ABOVE_DRIFT}) or vector(0)", "yellow"))
         .with_panel(single("Series analyzed", "Series in the last analysis, all statuses.",
                            f"sum(perfsentinel_series{{{SEL}}})", "green"))
@@ -251,8 +252,8 @@ def overview() -> db.Dashboard:
         )
         .with_panel(
             graph("Drift score / threshold (top 10)", "Drift score divided by the series' calibrated drift "
-                  "threshold: above 1 (the line) the drift alert's score condition holds (it also needs a 5% "
-                  "move). Click a series to open it.",
+                  "threshold: above 1 (the line) the slow change exceeds what the baseline allows more than the "
+                  "series' own history did. For graphs: no alert reads it. Click a series to open it.",
                   query(f"topk(10, {identified(DRIFT_RATIO)})", "{{target}} {{series_key}}"), width=24)
             .thresholds(thresholds(*ALERTING))
             .thresholds_style(common.GraphThresholdsStyleConfig().mode(cm.GraphThresholdsStyleMode.LINE))
@@ -283,10 +284,11 @@ def budget_table() -> table.Panel:
     return (
         series_table("Notification budget (top 10)",
                      "The series that spend their notification budget: threshold crossings per day of the "
-                     "anomaly, drift and regression alerts together over the last 14 days (series in their first "
+                     "anomaly, drift and regression thresholds together over the last 14 days (series in their first "
                      "day have no rate yet), and of each alert. The budget is the target's "
-                     "max_notifications_per_day (default 0.1 a day per series: half to anomalies, a quarter each to "
-                     "drift and regressions); a series far above it has thresholds that its last refit has not "
+                     "max_notifications_per_day (default 0.1 a day per series: a quarter each to the anomaly, "
+                     "novelty, drift and regression thresholds; no alert reads the drift threshold); a series far "
+                     "above it has thresholds that its last refit has not "
                      "caught up with.", fields, height=10)
         .decimals(3).sort_by([common.TableSortByFieldState().display_name("Crossings per day").desc(True)])
     )  # fmt: skip
@@ -468,8 +470,8 @@ def drilldown() -> db.Dashboard:
         .with_panel(threshold_lines(
             graph("Tier and drift", "Regression tier (0 none, 1 minor, 2 significant, 3 critical) and drift score. "
                   "The dashed line is the series' calibrated drift threshold (perfsentinel_drift_threshold, at "
-                  "least 1.0): PerfSentinelDrift fires while the drift score is above it and the change is at "
-                  "least 5%, unless an anomaly alert of the series fired in the last 6 hours.",
+                  "least 1.0), for graphs: no alert reads the drift score (a sustained change is what the "
+                  "regression and novelty alerts report).",
                   query(chosen('perfsentinel_regression_severity{target="$target"}'), "tier", "A"),
                   query(chosen('perfsentinel_drift_score{target="$target"}'), "drift", "B"),
                   query(chosen('perfsentinel_drift_threshold{target="$target"}'), "drift threshold", "C"),

@@ -103,7 +103,8 @@ DESCRIPTIONS = {
     "targets[].split_correction": "`true`: correct a change point's p-value for the choice of segment (fewer "
     "false verdicts, slower detection)",
     "targets[].max_notifications_per_day": "notification budget of each series, all its alerts together (a "
-    "quarter each to the anomaly, novelty, drift and regression alerts): at each refit the alert thresholds are "
+    "quarter each to the anomaly, novelty and regression alerts and the drift threshold, which no alert reads): at "
+    "each refit the alert thresholds are "
     "calibrated on the series' own record so that data like it would page at most this often "
     "([alerting](alerting.md#the-notification-budget))",
     "targets[].severity": "where the regression tiers start, in % of the expected value (section below)",

@@ -47,7 +47,7 @@ ROUTES = [
     ({"severity": "warning", "alertname": "PerfSentinelDown"}, "chat"),
     ({"severity": "info", "alertname": "PerfSentinelRegressionMinor"}, "ticket"),
     ({"severity": "info", "alertname": "PerfSentinelAnomaly"}, "ticket"),
-    ({"severity": "info", "alertname": "PerfSentinelDrift"}, "ticket"),
+    ({"severity": "info", "alertname": "PerfSentinelNovelty"}, "ticket"),
     ({"severity": "none", "alertname": "PerfSentinelHeartbeat"}, "heartbeat"),
     ({"alertname": "SomethingElse"}, "blackhole"),
 ]

@@ -71,7 +71,8 @@ def analysis() -> Snapshot:
         scored(web, {"service": "checkout"}, 4.0),  # above its threshold (1.5): PerfSentinelAnomaly
         scored(web, {"service": "search"}, 1.3, anomaly_threshold=2.0, **regressed(1, 6.0)),  # outside, below
         scored(web, {"service": "payments"}, **regressed(2, 22.0, regression_event="deploy payments v2.3.1")),
-        scored(web, {"service": "orders"}, drift_score=2.5, change_pct=-7.0),  # drifting, no verdict
+        # drifting (the drift panels; no alert reads it), no verdict, a new pattern: PerfSentinelNovelty
+        scored(web, {"service": "orders"}, drift_score=2.5, change_pct=-7.0, novelty_score=3.0, novelty_threshold=1.5),
         scored(queue, {"app": "shop", "container": "worker"}, **regressed(3, 45.0, regression_threshold_pct=30.0)),
         scored(queue, {"app": "shop", "container": "mailer"}),
         SeriesResult(
@@ -221,7 +222,7 @@ def firing_alerts(url: str) -> list[dict]:
 
 
 def test_every_alert_links_to_its_series_and_its_runbook(prometheus_url: str) -> None:
-    per_series = {"PerfSentinelAnomaly": "checkout", "PerfSentinelDrift": "orders",
+    per_series = {"PerfSentinelAnomaly": "checkout", "PerfSentinelNovelty": "orders",
                   "PerfSentinelRegressionMinor": "search", "PerfSentinelRegressionSignificant": "payments",
                   "PerfSentinelRegressionCritical": "worker"}  # fmt: skip
 

@@ -10,9 +10,9 @@ Two metrics have 3 days of seasonal history at a 10 s step whose last 15 minutes
 (target e2e_latency, regression tiers disabled: anomaly alerts only, info, to the ticket receiver) and backend
 +30 % (e2e_backend: a significant regression, escalated after the scaled 30 minutes, the escalation inhibiting
 the warning; e2e_backend_changepoint: the same series with the default windows, so its verdict has a start
-time). The drift, minor and significant alerts stay quiet for 6 hours (not scaled) after an anomaly or drift
+time). The minor and significant alerts stay quiet for 6 hours (not scaled) after an anomaly or novelty
 alert of the same series (`unless ... ALERTS[6h]`): the regression targets are other series than the anomaly
-target (another `target` label), their band is wide enough that +30 % never leaves it, and neither has a drift
+target (another `target` label), their band is wide enough that +30 % never leaves it, and neither has a novelty
 alert (asserted), so their significant warnings are not held back. A small exporter in this test continues
 both metrics live (scraped every second) at the stepped level, then at the normal level: the recovery, after
 which the anomaly must resolve and the regression's resolve arrive.
@@ -230,8 +230,7 @@ targets:
     drift_window: 2m
     fdr: 0.05
     # a band of at least +-60 %: the +30 % step never raises an anomaly alert of this series, which would hold its
-    # significant warning back (its drift threshold, calibrated on history that ends with 5 stepped minutes, is
-    # above the step's drift score: no drift alert either)
+    # significant warning back
     min_rel_deviation: 0.6
   - name: {changepoint_target}
     query: ps_e2e_backend_seconds
@@ -466,16 +465,16 @@ def test_alerts_fire_route_inhibit_escalate_and_resolve(stack: dict, webhook: We
                                  "PerfSentinelRegressionSignificant with a start time")  # fmt: skip
         assert "since n/a" not in since["annotations"]["description"], since["annotations"]["description"]
     # the anomaly alert fires for exactly the series above their own threshold (not for every series outside its
-    # band), and no anomaly or drift alert of a regression target held its warning back (`unless`)
+    # band), and no anomaly or novelty alert of a regression target held its warning back (`unless`)
     alerting = "perfsentinel_anomaly_score > perfsentinel_anomaly_threshold"
     above = {r["metric"]["target"] for r in instant(prometheus_url, alerting)}
     anomaly_alerts = 'ALERTS{alertname="PerfSentinelAnomaly", alertstate="firing"}'
     firing = {r["metric"]["target"] for r in instant(prometheus_url, anomaly_alerts)}
     assert above == firing == {TARGET}, (above, firing, instant(prometheus_url, "perfsentinel_anomaly_score"))
-    held_back = instant(prometheus_url, 'max_over_time(ALERTS{alertname=~"PerfSentinelAnomaly|PerfSentinelDrift", '
+    held_back = instant(prometheus_url, 'max_over_time(ALERTS{alertname=~"PerfSentinelAnomaly|PerfSentinelNovelty", '
                                         'alertstate="firing", target=~"e2e_backend.*"}[10m])')  # fmt: skip
-    drift = '{__name__=~"perfsentinel_drift_(score|threshold)"}'
-    assert not held_back, (held_back, instant(prometheus_url, drift))
+    novelty = '{__name__=~"perfsentinel_novelty_(score|threshold)"}'
+    assert not held_back, (held_back, instant(prometheus_url, novelty))
     assert not [a for a in webhook.alerts("pager") if a["labels"]["alertname"].startswith("PerfSentinelAnomaly")]
     for alert in webhook.alerts():  # every delivery went to the receiver of its severity
         if alert["labels"].get("severity") in RECEIVER_OF:

@@ -26,7 +26,7 @@ RULES = REPO / "rules"
 RULE_FILES = sorted(RULES.glob("perfsentinel-*.yml"))
 UNIT_TESTS = sorted((RULES / "tests").glob("*.yml"))
 SEVERITIES = {"critical", "warning", "info", "none"}
-PER_SERIES_PREFIXES = ("PerfSentinelAnomaly", "PerfSentinelNovelty", "PerfSentinelRegression", "PerfSentinelDrift")
+PER_SERIES_PREFIXES = ("PerfSentinelAnomaly", "PerfSentinelNovelty", "PerfSentinelRegression")
 PRODUCTION_FOR = 300  # seconds: a shipped alert holds its condition at least 5m before it notifies ...
 # ... except these, by design (alert -> its exact `for:` in seconds, and why)
 SHORT_FOR = {
@@ -35,9 +35,8 @@ SHORT_FOR = {
     # hold would be a different number of samples at every step (two samples, an hour, of an hourly series)
     "PerfSentinelAnomaly": (0, "the calibrated threshold makes a crossing rare; keep_firing_for makes one episode"),
     "PerfSentinelNovelty": (0, "as the anomaly alert; it sees the anomaly alert's ALERTS in its own group"),
-    "PerfSentinelDrift": (60, "the drift window counts samples; 1m waits for the anomaly group's ALERTS"),
 }
-# drift, minor and significant alerts: quiet for 6h after an earlier alert of the same series; critical ones 3h
+# novelty, minor and significant alerts: quiet for 6h after an earlier alert of the same series; critical ones 3h
 UNLESS = re.compile(
     r" unless ignoring\(alertname, alertstate, severity\) "
     r'max_over_time\(ALERTS\{alertname(=|=~)"([A-Za-z|]+)", alertstate="firing"\}\[(\w+)\]\)$'
@@ -155,8 +154,8 @@ def test_for_convention_can_fail() -> None:
     """A short ``for:`` outside the list, or a listed alert with another ``for:``, is reported."""
     assert for_problem("PerfSentinelRegressionCritical", {"for": "1m"}) is not None
     assert for_problem("PerfSentinelAnomaly", {"for": "5m"}) is not None
-    assert for_problem("PerfSentinelDrift", {}) is not None
-    assert for_problem("PerfSentinelDrift", {"for": "1m"}) is None
+    assert for_problem("PerfSentinelNovelty", {"for": "1m"}) is not None
+    assert for_problem("PerfSentinelNovelty", {}) is None
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(alerts()) if n.startswith(PER_SERIES_PREFIXES)])
@@ -167,7 +166,6 @@ def test_per_series_alerts_compare_with_the_calibrated_threshold(name: str) -> N
     comparison = {
         "PerfSentinelAnomaly": "perfsentinel_anomaly_score > perfsentinel_anomaly_threshold",
         "PerfSentinelNovelty": "perfsentinel_novelty_score > perfsentinel_novelty_threshold",
-        "PerfSentinelDrift": "perfsentinel_drift_score > perfsentinel_drift_threshold",
     }.get(name, "perfsentinel_regression_change_ratio > perfsentinel_regression_threshold_ratio")
     expr = normalized(alerts()[name]["expr"])
     assert expr == comparison or expr.startswith((comparison + " and ", comparison + " unless ")), expr
@@ -201,9 +199,9 @@ def unless_problems(name: str, shipped: dict[str, dict], groups: dict[str, list[
 
 
 @pytest.mark.parametrize("name", [n for n in sorted(alerts()) if n.startswith(PER_SERIES_PREFIXES)])
-def test_regression_and_drift_alerts_never_repeat_an_earlier_alert_of_the_series(name: str) -> None:
-    """Rules never subtract: a drift, minor or significant alert stays quiet for 6h after an alert of the same
-    series at the same or a lower severity (the anomaly alert, and the drift alert for the regression tiers),
+def test_novelty_and_regression_alerts_never_repeat_an_earlier_alert_of_the_series(name: str) -> None:
+    """Rules never subtract: a novelty, minor or significant alert stays quiet for 6h after an alert of the same
+    series at the same or a lower severity (the anomaly alert, and the novelty alert for the regression tiers),
     a critical or escalated one for 3h; the anomaly alert itself always notifies. The alerts named come first
     in Prometheus' evaluation: earlier in the same group (rules of a group run in order), or in another group
     with a ``for:`` of at least one evaluation (1m: groups run independently), so that one firing at the same
@@ -212,27 +210,38 @@ def test_regression_and_drift_alerts_never_repeat_an_earlier_alert_of_the_series
 
 
 def test_unless_convention_can_fail() -> None:
-    """Each way of breaking the convention is reported: the drift alert after the tiers that name it, a
-    critical alert with the 6h window, a drift alert without `for: 1m`, a significant alert without `unless`,
+    """Each way of breaking the convention is reported: the anomaly alert after the novelty alert that names it
+    in their group, a critical alert with the 6h window, a minor alert in another group than the alerts it names
+    without `for: 1m`, a significant alert without `unless`,
     an `unless` on the anomaly alert."""
     shipped, groups = alerts(), rule_groups()
 
     def changed(name: str, **fields: object) -> dict[str, dict]:
         return {**shipped, name: {**shipped[name], **fields}}
 
-    drift_last = {group: sorted(members, key=lambda alert: alert == "PerfSentinelDrift")
-                  for group, members in groups.items()}  # fmt: skip
-    assert unless_problems("PerfSentinelRegressionMinor", shipped, drift_last)
+    anomaly_last = {group: sorted(members, key=lambda alert: alert == "PerfSentinelAnomaly")
+                    for group, members in groups.items()}  # fmt: skip
+    assert unless_problems("PerfSentinelNovelty", shipped, anomaly_last)
     significant = shipped["PerfSentinelRegressionSignificant"]["expr"]
     assert unless_problems("PerfSentinelRegressionEscalated",
                            changed("PerfSentinelRegressionEscalated", expr=significant), groups)  # fmt: skip
     suppression = " unless " + normalized(significant).partition(" unless ")[2]
     anomaly = shipped["PerfSentinelAnomaly"]["expr"] + suppression
     assert unless_problems("PerfSentinelAnomaly", changed("PerfSentinelAnomaly", expr=anomaly), groups)
-    assert unless_problems("PerfSentinelDrift", changed("PerfSentinelDrift", **{"for": "0s"}), groups)
+    assert unless_problems("PerfSentinelRegressionMinor", changed("PerfSentinelRegressionMinor", **{"for": "0s"}),
+                           groups)  # fmt: skip
     assert unless_problems("PerfSentinelRegressionSignificant",
                            changed("PerfSentinelRegressionSignificant", expr=significant.split("unless")[0]),
                            groups)  # fmt: skip
+
+
+def test_no_alert_on_the_drift_score() -> None:
+    """Issue 28: the drift alert is not shipped (on nab-dev it found no window the other alerts miss, and it paged
+    the most on null low-count series; docs/experiments.md). The drift score and threshold stay exported for the
+    dashboards; no alerting rule reads them, and no `unless` names a drift alert."""
+    for name, rule in alerts().items():
+        assert "perfsentinel_drift" not in rule["expr"] and "Drift" not in rule["expr"], name
+    assert not (REPO / "docs" / "runbooks" / "PerfSentinelDrift.md").exists()
 
 
 def test_regression_tiers_map_to_severities_and_escalation_is_30m() -> None:

@@ -72,16 +72,12 @@ class AlertRule:
 
 
 ANOMALY_KEEP = 1 * HOUR  # rules/perfsentinel-anomalies.yml: anomaly and novelty
-SUSTAINED_KEEP = 3 * HOUR  # rules/perfsentinel-regressions.yml: regression tiers and drift
-DRIFT_MIN_CHANGE = AtLeast("change_pct", 5.0)  # the default minor tier: a drift smaller than that is not reported
-# novelty, drift and regression alerts add what an earlier alert has not already sent for the series (rules never
+SUSTAINED_KEEP = 3 * HOUR  # rules/perfsentinel-regressions.yml: regression tiers
+# novelty and regression alerts add what an earlier alert has not already sent for the series (rules never
 # subtract); critical ones wait less, so a critical regression that outlasts the incident still pages
 AFTER_ANOMALY = Unless(("PerfSentinelAnomaly",), 6 * HOUR)
 AFTER_ANOMALY_OR_NOVELTY = Unless(("PerfSentinelAnomaly", "PerfSentinelNovelty"), 6 * HOUR)
-AFTER_ANOMALY_NOVELTY_OR_DRIFT = Unless(("PerfSentinelAnomaly", "PerfSentinelNovelty", "PerfSentinelDrift"), 6 * HOUR)
-CRITICAL_AFTER_ANOMALY_NOVELTY_OR_DRIFT = Unless(
-    ("PerfSentinelAnomaly", "PerfSentinelNovelty", "PerfSentinelDrift"), 3 * HOUR
-)
+CRITICAL_AFTER_ANOMALY_OR_NOVELTY = Unless(("PerfSentinelAnomaly", "PerfSentinelNovelty"), 3 * HOUR)
 CALIBRATED_CHANGE = Exceeds("change_pct", "regression_threshold_pct")
 
 # The per-series alerts of the shipped rule files (names, thresholds and durations must match the YAML), in an
@@ -91,16 +87,14 @@ SHIPPED_RULES: tuple[AlertRule, ...] = (
               exceeds=Exceeds("anomaly_score", "anomaly_threshold")),
     AlertRule("PerfSentinelNovelty", "novelty_score", 0.0, ANOMALY_KEEP,
               exceeds=Exceeds("novelty_score", "novelty_threshold"), unless=AFTER_ANOMALY),
-    AlertRule("PerfSentinelDrift", "drift_score", 60.0, SUSTAINED_KEEP, at_least=DRIFT_MIN_CHANGE,
-              exceeds=Exceeds("drift_score", "drift_threshold"), unless=AFTER_ANOMALY_OR_NOVELTY),
     AlertRule("PerfSentinelRegressionMinor", "severity", 1800.0, SUSTAINED_KEEP, equals=1,
-              exceeds=CALIBRATED_CHANGE, unless=AFTER_ANOMALY_NOVELTY_OR_DRIFT),
+              exceeds=CALIBRATED_CHANGE, unless=AFTER_ANOMALY_OR_NOVELTY),
     AlertRule("PerfSentinelRegressionSignificant", "severity", 600.0, SUSTAINED_KEEP, equals=2,
-              exceeds=CALIBRATED_CHANGE, unless=AFTER_ANOMALY_NOVELTY_OR_DRIFT),
+              exceeds=CALIBRATED_CHANGE, unless=AFTER_ANOMALY_OR_NOVELTY),
     AlertRule("PerfSentinelRegressionCritical", "severity", 300.0, SUSTAINED_KEEP, equals=3,
-              exceeds=CALIBRATED_CHANGE, unless=CRITICAL_AFTER_ANOMALY_NOVELTY_OR_DRIFT),
+              exceeds=CALIBRATED_CHANGE, unless=CRITICAL_AFTER_ANOMALY_OR_NOVELTY),
     AlertRule("PerfSentinelRegressionEscalated", "severity", 1800.0, SUSTAINED_KEEP, equals=2,
-              exceeds=CALIBRATED_CHANGE, unless=CRITICAL_AFTER_ANOMALY_NOVELTY_OR_DRIFT),
+              exceeds=CALIBRATED_CHANGE, unless=CRITICAL_AFTER_ANOMALY_OR_NOVELTY),
 )  # fmt: skip
 
 

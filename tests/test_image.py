@@ -34,7 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from analyzer.commands.cli import parser
 from analyzer.config import DEFAULT_LISTEN, load_config
-from analyzer.prometheus.localprom import BackfillSeries, free_port
+from analyzer.prometheus.localprom import BackfillSeries, free_port, wait_http
 from analyzer.synthetic import generate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -445,17 +445,11 @@ def test_service_runs_from_the_read_only_image_against_prometheus(
 
 
 def wait_for_status(url: str, service: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if service.poll() is not None:
-            pytest.fail(f"the service exited with {service.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if requests.get(url, timeout=5).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"{url} did not answer 200 within {timeout} s:\n{log.read_text()[-4000:]}")
+    """``wait_http``, failing the test with the end of the service's log."""
+    try:
+        wait_http(url, timeout, service)
+    except (RuntimeError, TimeoutError) as exc:
+        pytest.fail(f"{exc}:\n{log.read_text()[-4000:]}")
 
 
 def wait_for_scores(url: str, service: subprocess.Popen, log: Path, client: dict[str, Any]) -> dict[str, list]:

@@ -13,15 +13,16 @@ Choices, and why:
 
 * **The window** is the drift window (an hour, at least 6 samples): the shortest stretch the analyzer already
   treats as "recent", so a novelty means the same at every sampling step.
-* **The embedding** describes the window's distribution of values, not their order (``features``): its median
-  (the level), and in logarithms its mean absolute deviation from the median (the spread), the distances from the
-  median to its maximum and to its minimum (the tails: spikes and dips), and its mean absolute step from one
-  sample to the next (roughness: an oscillation, a series falling flat). Spread, tails and roughness are compared
-  as ratios (logarithms), because a change of variability is multiplicative: a window that stops varying is as
-  new as one that varies ten times more, which a distance between raw values cannot see (on a noisy series
+* **The embedding** describes the window's distribution of values, not their order (``features``): its quantile
+  sketch (at most ``SKETCH_POINTS`` quantiles: for an hour of 5-minute samples, the values sorted; level and spread
+  at any phase), and in logarithms its mean absolute deviation from the median (the spread) and its mean absolute
+  step from one sample to the next (roughness: an oscillation, a series falling flat). Spread and roughness are
+  compared as ratios (logarithms), because a change of variability is multiplicative: a window that stops varying
+  is as new as one that varies ten times more, which a distance between raw values cannot see (on a noisy series
   there is always a window of small spread nearby). KNN-CAD embeds the raw values; an order-free embedding also
-  makes windows comparable at any phase. Each coordinate is divided by its robust spread over the training
-  windows, so the five weigh alike and the score does not depend on the series' unit.
+  makes windows comparable at any phase. The coordinates are divided by their robust spread over the training
+  windows, the sketch's by one spread for all its quantiles (distances between sketches stay a 2-Wasserstein
+  distance), so the score does not depend on the series' unit.
 * **The training windows** are the windows of the last ``HISTORY_SECONDS`` (14 days, the length of the
   notification budget's record), one every ``samples + 1`` samples (their phases cycle through the day). A window
   is never compared with a training window it overlaps in time (it would share samples with it).
@@ -32,9 +33,9 @@ Choices, and why:
   the notification budget then calibrates the alert threshold on the scores the series actually exported
   (``analyzer.detection.budget``), as for the other alerts.
 
-Cost: at each refit (in the fit worker), the features of every window of 14 days and the calibration distances
-(about 1,000 x 310 x 5); kept: 5 float32 numbers and an end time per training window (at most about 9 KB a
-series); a score is five features of one window and a distance to each training window.
+Cost: at each refit (in the fit worker), the embeddings of the kept and checked windows of 14 days and the
+calibration distances (at most about 1,000 x 310 x 14); kept: 14 float32 numbers per training window (about 17 KB a
+series at 5 minutes); a score is the embedding of one window and a distance to each training window.
 """
 
 from __future__ import annotations
